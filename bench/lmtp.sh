@@ -69,8 +69,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# port_open PORT: whether something accepts connections on 127.0.0.1:PORT.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# port_open PORT: whether something listens on 127.0.0.1:PORT. ss looks without connecting,
+# which keeps the servers' logs free of probe connections; /dev/tcp is the fallback.
+port_open() {
+	if command -v ss >/dev/null; then
+		ss -Hltn "src 127.0.0.1 and sport = :$1" | grep -q .
+	else
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+	fi
+}
 
 [ "$(id -u)" = 0 ] || { log "needs root (setup-dovecot.sh installs and starts Dovecot)"; exit 1; }
 [ -x "$SHARED_BENCH/setup-dovecot.sh" ] || { log "no $SHARED_BENCH/setup-dovecot.sh; set SHARED_BENCH"; exit 1; }

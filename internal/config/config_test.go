@@ -319,3 +319,39 @@ func TestEveryKeyIsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadDesignExample loads the sample of DESIGN.md §4, which tools rely on.
+func TestLoadDesignExample(t *testing.T) {
+	c, err := Load(writeConfig(t, `
+hostname = "mail.example.org"   # greeting and certificate name
+domains  = ["example.org"]      # mail for these domains is local
+data_dir = "/var/lib/loft"
+
+[listen]                        # an absent or empty address turns that listener off
+smtp  = ":25"
+lmtp  = "127.0.0.1:24"
+imap  = ":143"
+imaps = ":993"
+pop3  = ":110"
+pop3s = ":995"
+
+[tls]                           # cert_file + key_file, or acme, or neither: self-signed
+cert_file = ""
+key_file  = ""
+
+[auth]
+plaintext = "loopback"          # "never", "loopback" or "always": password auth without TLS
+
+[quota]
+default = "200MB"
+
+[pop3]
+exclusive = false
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen.Submission != "" || c.Listen.IMAPS != ":993" || c.TLS != (TLS{}) || c.Quota.Default != 200_000_000 {
+		t.Errorf("got %+v", c)
+	}
+}

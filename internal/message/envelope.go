@@ -78,16 +78,42 @@ func (h *header) envelope() Envelope {
 // ("name: members;"), and parses each mailbox on its own, so that one bad
 // address does not lose the others.
 func parseAddressList(v string, dec *mime.WordDecoder) []Address {
-	var out []Address
-	inGroup := false
-	mailbox := func(item string) {
-		if a, ok := parseMailbox(item, dec); ok && len(out) < maxAddresses {
-			out = append(out, a)
+	l := addressList{dec: dec}
+	// An unterminated quoted string or comment would swallow the rest of the
+	// list: then that rest is split again with the construct disabled.
+	rest := l.split(v, true, true)
+	if rest >= 0 {
+		if r := l.split(v[rest:], false, true); r >= 0 {
+			l.split(v[rest:][r:], false, false)
 		}
 	}
+	if l.inGroup {
+		l.out = append(l.out, Address{})
+	}
+	return l.out
+}
+
+// addressList is the state of parseAddressList.
+type addressList struct {
+	dec     *mime.WordDecoder
+	out     []Address
+	inGroup bool
+}
+
+// mailbox adds the mailbox in item, if any.
+func (l *addressList) mailbox(item string) {
+	if a, ok := parseMailbox(item, l.dec); ok && len(l.out) < maxAddresses {
+		l.out = append(l.out, a)
+	}
+}
+
+// split adds the addresses of v. If v ends inside a quoted string or a
+// comment, it returns the offset of the item where that started, not yet
+// added; otherwise -1.
+func (l *addressList) split(v string, quotes, comments bool) int {
 	start := 0
 	quote, escaped := false, false
-	comment, angle := 0, 0
+	comment, angle, angleAt := 0, 0, 0
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		switch {
@@ -104,40 +130,47 @@ func parseAddressList(v string, dec *mime.WordDecoder) []Address {
 			case ')':
 				comment--
 			}
-		case c == '"':
+		case c == '"' && quotes:
 			quote = true
-		case c == '(':
+		case c == '(' && comments:
 			comment++
 		case angle > 0:
-			if c == '>' {
+			switch {
+			case c == '>':
 				angle--
+			case c == ',' && !strings.HasPrefix(strings.TrimSpace(v[angleAt+1:i]), "@"):
+				// A comma in angle brackets belongs only to an obs-route
+				// (RFC 5322 §4.4); otherwise the ">" is missing.
+				angle = 0
+				l.mailbox(v[start:i])
+				start = i + 1
 			}
 		case c == '<':
-			angle++
+			angle, angleAt = 1, i
 		case c == ',':
-			mailbox(v[start:i])
+			l.mailbox(v[start:i])
 			start = i + 1
-		case c == ':' && !inGroup:
+		case c == ':' && !l.inGroup:
 			// RFC 5322 §3.4: group = display-name ":" [group-list] ";"
 			if name := unquotePhrase(v[start:i]); name != "" {
-				out = append(out, Address{Mailbox: name})
-				inGroup = true
+				l.out = append(l.out, Address{Mailbox: name})
+				l.inGroup = true
 			}
 			start = i + 1
 		case c == ';':
-			mailbox(v[start:i])
+			l.mailbox(v[start:i])
 			start = i + 1
-			if inGroup {
-				out = append(out, Address{})
-				inGroup = false
+			if l.inGroup {
+				l.out = append(l.out, Address{})
+				l.inGroup = false
 			}
 		}
 	}
-	mailbox(v[start:])
-	if inGroup {
-		out = append(out, Address{})
+	if quote || comment > 0 {
+		return start
 	}
-	return out
+	l.mailbox(v[start:])
+	return -1
 }
 
 // parseMailbox parses one mailbox: "addr@host", "Name <addr@host>",

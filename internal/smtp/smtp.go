@@ -209,19 +209,17 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	// go-smtp refuses a bare <Postmaster> (RFC 5321 §4.5.1) before it
+	// reaches us; postmaster@domain works like any account.
 	local, domain, ok := splitAddress(to)
 	if !ok {
-		if !strings.EqualFold(to, "postmaster") || len(ss.s.opts.Domains) == 0 {
-			return errBadAddress
-		}
-		// RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted.
-		local, domain = "postmaster", ss.s.opts.Domains[0]
+		return errBadAddress
 	}
 	if !ss.s.isLocal(domain) {
 		ss.log.Info("relay refused", "rcpt", to)
 		return errRelay
 	}
-	account := local + "@" + strings.ToLower(domain)
+	account := strings.ToLower(local + "@" + domain)
 	if err := ss.s.st.CheckQuota(context.Background(), account, ss.mailOpts.Size); err != nil {
 		ss.log.Info("recipient refused", "rcpt", to, "err", err)
 		return reply(err)
