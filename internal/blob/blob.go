@@ -11,6 +11,7 @@ package blob
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // idLen is the length of a blob id in hex digits: 128 random bits, so ids
@@ -61,6 +63,9 @@ func ValidID(id string) bool {
 	return true
 }
 
+// writers recycles the write buffers of new bodies.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
 // Writer receives one new body. Write to it, then Commit or Abort.
 type Writer struct {
 	ID   string
@@ -92,7 +97,9 @@ func (s *Store) Create() (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blob: create %s: %w", id, err)
 	}
-	return &Writer{ID: id, s: s, f: f, bw: bufio.NewWriterSize(f, 64<<10)}, nil
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(f)
+	return &Writer{ID: id, s: s, f: f, bw: bw}, nil
 }
 
 // Write appends p to the body.
@@ -118,6 +125,7 @@ func (w *Writer) Commit() error {
 	w.done = true
 	final := w.s.Path(w.ID)
 	err := w.bw.Flush()
+	w.release()
 	if err == nil {
 		err = w.f.Sync()
 	}
@@ -145,8 +153,15 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.done = true
+	w.release()
 	w.f.Close()
 	os.Remove(w.s.Path(w.ID) + ".tmp")
+}
+
+func (w *Writer) release() {
+	w.bw.Reset(nil)
+	writers.Put(w.bw)
+	w.bw = nil
 }
 
 // Open opens a body for reading.
@@ -252,31 +267,50 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// copyBufs recycles CopyCRLF's read buffers: deliveries run all the time
+// and a fresh 32 KiB buffer each would be garbage at once.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // CopyCRLF copies src to dst converting bare LF line endings to CRLF, so
 // that every stored body has the line endings IMAP and POP3 serve, and its
 // size is the size they announce. Lines already ending in CRLF pass
 // unchanged, so SMTP-delivered mail is stored byte for byte.
 func CopyCRLF(dst io.Writer, src io.Reader) (int64, error) {
-	buf := make([]byte, 32<<10)
-	out := make([]byte, 0, 2*len(buf))
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	var written int64
 	prevCR := false
+	write := func(p []byte) error {
+		n, err := dst.Write(p)
+		written += int64(n)
+		return err
+	}
 	for {
 		n, rerr := src.Read(buf)
-		out = out[:0]
-		for _, c := range buf[:n] {
-			if c == '\n' && !prevCR {
-				out = append(out, '\r')
+		chunk := buf[:n]
+		for len(chunk) > 0 {
+			i := bytes.IndexByte(chunk, '\n')
+			if i < 0 {
+				if err := write(chunk); err != nil {
+					return written, err
+				}
+				prevCR = chunk[len(chunk)-1] == '\r'
+				break
 			}
-			out = append(out, c)
-			prevCR = c == '\r'
-		}
-		if len(out) > 0 {
-			m, err := dst.Write(out)
-			written += int64(m)
-			if err != nil {
+			bare := (i == 0 && !prevCR) || (i > 0 && chunk[i-1] != '\r')
+			if bare {
+				if err := write(chunk[:i]); err != nil {
+					return written, err
+				}
+				if err := write(crlf); err != nil {
+					return written, err
+				}
+			} else if err := write(chunk[:i+1]); err != nil {
 				return written, err
 			}
+			prevCR = false
+			chunk = chunk[i+1:]
 		}
 		if rerr == io.EOF {
 			return written, nil
@@ -286,3 +320,5 @@ func CopyCRLF(dst io.Writer, src io.Reader) (int64, error) {
 		}
 	}
 }
+
+var crlf = []byte("\r\n")

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"loft/internal/blob"
@@ -170,7 +171,10 @@ func (s *Store) writeBody(r io.Reader) (*newBody, error) {
 		return nil, err
 	}
 	defer w.Abort()
-	mem := &capped{max: parseInMemory}
+	mem := capPool.Get().(*capped)
+	defer capPool.Put(mem)
+	mem.buf.Reset()
+	mem.over = false
 	size, err := blob.CopyCRLF(io.MultiWriter(w, mem), r)
 	if err != nil {
 		return nil, fmt.Errorf("write body: %w", err)
@@ -202,6 +206,9 @@ func (s *Store) writeBody(r io.Reader) (*newBody, error) {
 	return &newBody{id: w.ID, size: size, structure: structure}, nil
 }
 
+// capPool recycles the in-memory copies of new bodies.
+var capPool = sync.Pool{New: func() any { return &capped{max: parseInMemory} }}
+
 // capped keeps the first max bytes written to it, and notes if there were more.
 type capped struct {
 	buf  bytes.Buffer
@@ -213,7 +220,6 @@ func (c *capped) Write(p []byte) (int, error) {
 	if !c.over {
 		if c.buf.Len()+len(p) > c.max {
 			c.over = true
-			c.buf = bytes.Buffer{}
 		} else {
 			c.buf.Write(p)
 		}

@@ -22,21 +22,61 @@ const maxBatch = 256
 // the request wants done after the commit.
 type txn struct {
 	ctx     context.Context
-	conn    *sql.Conn
+	w       *writer
 	changes []Change // published to the feed after commit
 	removes []string // blob ids whose files are removed after commit
 }
 
-func (t *txn) exec(query string, args ...any) (sql.Result, error) {
-	return t.conn.ExecContext(t.ctx, query, args...)
+// stmt returns the writer connection's prepared statement for query.
+// Preparing is a large part of a small write's cost in SQLite, and the
+// writer runs the same few statements all day, so each is prepared once.
+func (t *txn) stmt(query string) (*sql.Stmt, error) {
+	if st, ok := t.w.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := t.w.conn.PrepareContext(t.ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	t.w.stmts[query] = st
+	return st, nil
 }
 
-func (t *txn) queryRow(query string, args ...any) *sql.Row {
-	return t.conn.QueryRowContext(t.ctx, query, args...)
+func (t *txn) exec(query string, args ...any) (sql.Result, error) {
+	st, err := t.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(t.ctx, args...)
+}
+
+// row is a *sql.Row or the error of preparing it.
+type row struct {
+	r   *sql.Row
+	err error
+}
+
+func (r row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.r.Scan(dest...)
+}
+
+func (t *txn) queryRow(query string, args ...any) row {
+	st, err := t.stmt(query)
+	if err != nil {
+		return row{err: err}
+	}
+	return row{r: st.QueryRowContext(t.ctx, args...)}
 }
 
 func (t *txn) query(query string, args ...any) (*sql.Rows, error) {
-	return t.conn.QueryContext(t.ctx, query, args...)
+	st, err := t.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(t.ctx, args...)
 }
 
 type writeReq struct {
@@ -47,6 +87,7 @@ type writeReq struct {
 type writer struct {
 	s     *Store
 	conn  *sql.Conn
+	stmts map[string]*sql.Stmt // prepared on conn, used by the loop alone
 	reqs  chan writeReq
 	quit  chan struct{}
 	wg    sync.WaitGroup
@@ -59,7 +100,7 @@ func startWriter(s *Store) (*writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("writer connection: %w", err)
 	}
-	w := &writer{s: s, conn: conn, reqs: make(chan writeReq, maxBatch), quit: make(chan struct{})}
+	w := &writer{s: s, conn: conn, stmts: make(map[string]*sql.Stmt), reqs: make(chan writeReq, maxBatch), quit: make(chan struct{})}
 	w.wg.Add(1)
 	go w.loop()
 	return w, nil
@@ -92,6 +133,9 @@ func (w *writer) stop() {
 	}
 	w.mu.Unlock()
 	w.wg.Wait()
+	for _, st := range w.stmts {
+		st.Close()
+	}
 	w.conn.Close()
 }
 
@@ -131,7 +175,7 @@ func (w *writer) run(batch []writeReq) {
 		return
 	}
 	for i, r := range batch {
-		t := &txn{ctx: ctx, conn: w.conn}
+		t := &txn{ctx: ctx, w: w}
 		txns[i] = t
 		if _, err := w.conn.ExecContext(ctx, `SAVEPOINT req`); err != nil {
 			errs[i] = fmt.Errorf("store: savepoint: %w", err)
