@@ -59,7 +59,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []net.Listener
 	closing   bool
-	inflight  int           // deliveries being written
+	inflight  int           // transactions under way (MAIL FROM to end of data)
 	idle      chan struct{} // closed when inflight drops to 0 while closing
 }
 
@@ -137,7 +137,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// begin registers a delivery under way; it fails once shutdown started.
+// begin registers a transaction under way; it fails once shutdown started.
 func (s *Server) begin() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,21 +186,35 @@ type session struct {
 
 	from     string
 	mailOpts gosmtp.MailOptions
+	inTx     bool     // a transaction is registered with begin
 	rcpts    []string // as the client gave them, in order, duplicates included (LMTP answers each)
 	rcptAcct []int    // for each rcpts entry, its index in accounts
 	accounts []string // the distinct recipient accounts, in order
 }
 
 func (ss *session) Reset() {
+	if ss.inTx {
+		ss.inTx = false
+		ss.s.end()
+	}
 	ss.from = ""
 	ss.mailOpts = gosmtp.MailOptions{}
 	ss.rcpts, ss.rcptAcct, ss.accounts = nil, nil, nil
 }
 
-func (ss *session) Logout() error { return nil }
+func (ss *session) Logout() error {
+	ss.Reset()
+	return nil
+}
 
+// Mail starts a transaction. From here to the end of its data it counts as
+// under way: a shutdown waits for it (bounded) rather than cut it off.
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	ss.Reset()
+	if !ss.s.begin() {
+		return errShuttingDown
+	}
+	ss.inTx = true
 	ss.from = from
 	if opts != nil {
 		ss.mailOpts = *opts
@@ -266,10 +280,6 @@ func (ss *session) deliver(r io.Reader, allOrNothing bool) ([]store.DeliverResul
 	if len(ss.rcpts) == 0 {
 		return nil, errNoRecipients
 	}
-	if !ss.s.begin() {
-		return nil, errShuttingDown
-	}
-	defer ss.s.end()
 	accounts := ss.accounts
 	now := time.Now()
 	trace := ss.traceHeaders(now, accounts)
