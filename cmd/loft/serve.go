@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"loft/internal/auth"
@@ -28,6 +29,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	load := configFlag(fs)
 	logFormat := fs.String("log-format", "", "log format: text or json (default: the config's, text)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for benchmarks)")
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -42,6 +44,17 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		cfg.Log.Format = *logFormat
 	}
 	log := newLogger(cfg, stderr)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	srv, err := server.Start(cfg, log)
 	if err != nil {
