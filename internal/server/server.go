@@ -102,22 +102,31 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		{"smtp", cfg.Listen.SMTP, func() service { return smtp.New(s.Store, smtpOpts) }},
 		{"lmtp", cfg.Listen.LMTP, func() service { return smtp.New(s.Store, lmtpOpts) }},
 	}
+	// Bind every listener before serving any, so that a port already in
+	// use fails the start with nothing left running.
+	var bound []net.Listener
 	for _, b := range bind {
 		if b.addr == "" {
 			continue
 		}
 		l, err := net.Listen("tcp", b.addr)
 		if err != nil {
+			for _, l := range bound {
+				l.Close()
+			}
 			return nil, fmt.Errorf("listen %s on %s: %w", b.name, b.addr, err)
 		}
-		svc := b.svc()
+		bound = append(bound, l)
 		s.listeners = append(s.listeners, Listener{Name: b.name, Addr: l.Addr()})
-		s.services = append(s.services, svc)
+		s.services = append(s.services, b.svc())
+	}
+	for i, svc := range s.services {
+		l, name := bound[i], s.listeners[i].Name
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			if err := svc.Serve(l); err != nil {
-				s.errs <- fmt.Errorf("%s on %s: %w", b.name, l.Addr(), err)
+				s.errs <- fmt.Errorf("%s on %s: %w", name, l.Addr(), err)
 			}
 		}()
 	}
