@@ -29,12 +29,16 @@ type Envelope struct {
 // local part (unquoted) and the domain. A group is represented as RFC 9051
 // does: an Address with Host == "" and Mailbox == the group name (Name ==
 // ""), then its members, then an Address with Mailbox == "" and Host == ""
-// ending the group. An address without a domain gets Host "MISSING_DOMAIN",
-// as Dovecot does, so that it cannot be taken for a group marker.
+// ending the group. An address without a local part or domain gets Mailbox
+// "MISSING_MAILBOX" or Host "MISSING_DOMAIN", as in Dovecot, so that it
+// cannot be taken for a group marker.
 type Address struct{ Name, Mailbox, Host string }
 
-// missingDomain is the Host of an address written without one.
-const missingDomain = "MISSING_DOMAIN"
+// The Mailbox and Host of an address written without one (Dovecot's words).
+const (
+	missingMailbox = "MISSING_MAILBOX"
+	missingDomain  = "MISSING_DOMAIN"
+)
 
 // maxAddresses bounds the addresses kept per field.
 const maxAddresses = 10000
@@ -102,7 +106,10 @@ type addressList struct {
 
 // mailbox adds the mailbox in item, if any.
 func (l *addressList) mailbox(item string) {
-	if a, ok := parseMailbox(item, l.dec); ok && len(l.out) < maxAddresses {
+	if len(l.out) >= maxAddresses {
+		return
+	}
+	if a, ok := parseMailbox(item, l.dec); ok {
 		l.out = append(l.out, a)
 	}
 }
@@ -113,7 +120,8 @@ func (l *addressList) mailbox(item string) {
 func (l *addressList) split(v string, quotes, comments bool) int {
 	start := 0
 	quote, escaped := false, false
-	comment, angle, angleAt := 0, 0, 0
+	comment, angle := 0, 0
+	route := false // the angle brackets hold an obs-route
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		switch {
@@ -138,7 +146,7 @@ func (l *addressList) split(v string, quotes, comments bool) int {
 			switch {
 			case c == '>':
 				angle--
-			case c == ',' && !strings.HasPrefix(strings.TrimSpace(v[angleAt+1:i]), "@"):
+			case c == ',' && !route:
 				// A comma in angle brackets belongs only to an obs-route
 				// (RFC 5322 §4.4); otherwise the ">" is missing.
 				angle = 0
@@ -146,13 +154,15 @@ func (l *addressList) split(v string, quotes, comments bool) int {
 				start = i + 1
 			}
 		case c == '<':
-			angle, angleAt = 1, i
+			angle = 1
+			rest := strings.TrimLeft(v[i+1:], " \t")
+			route = strings.HasPrefix(rest, "@")
 		case c == ',':
 			l.mailbox(v[start:i])
 			start = i + 1
 		case c == ':' && !l.inGroup:
 			// RFC 5322 §3.4: group = display-name ":" [group-list] ";"
-			if name := unquotePhrase(v[start:i]); name != "" {
+			if name := unquotePhrase(v[start:i]); name != "" && len(l.out) < maxAddresses {
 				l.out = append(l.out, Address{Mailbox: name})
 				l.inGroup = true
 			}
@@ -189,9 +199,10 @@ func parseMailbox(item string, dec *mime.WordDecoder) (Address, bool) {
 	return lenientMailbox(item, dec)
 }
 
-// lenientMailbox extracts what it can from a mailbox net/mail rejects: the
-// text in angle brackets, else a word with an "@", else the whole text as a
-// local part; the display name from the text before "<" or a comment.
+// lenientMailbox extracts what it can from a mailbox net/mail rejects, as
+// Dovecot does: the text in angle brackets, else a word with an "@", else a
+// lone word as a local part; the display name from the text before "<", the
+// other words, or a comment.
 func lenientMailbox(item string, dec *mime.WordDecoder) (Address, bool) {
 	var name, addr string
 	if i := strings.IndexByte(item, '<'); i >= 0 {
@@ -199,6 +210,10 @@ func lenientMailbox(item string, dec *mime.WordDecoder) (Address, bool) {
 		addr, _, _ = strings.Cut(item[i+1:], ">")
 		if k := strings.LastIndexByte(addr, ':'); k >= 0 {
 			addr = addr[k+1:] // obs-route "<@a,@b:user@host>"
+		}
+		if strings.TrimSpace(name) == "" && strings.TrimSpace(addr) == "" {
+			// "<>", the null address.
+			return Address{Mailbox: missingMailbox, Host: missingDomain}, true
 		}
 	} else {
 		text, comment := stripComments(item)
@@ -211,11 +226,10 @@ func lenientMailbox(item string, dec *mime.WordDecoder) (Address, bool) {
 			}
 		}
 		switch {
-		case addr == "":
-			addr = strings.Join(words, " ")
-			name = comment
+		case addr == "" && len(words) == 1 && !strings.Contains(words[0], `"`):
+			addr, name = words[0], comment // "From: john": a local part
 		case len(words) > 0:
-			name = strings.Join(words, " ")
+			name = strings.Join(words, " ") // "From: John Smith": a name
 		default:
 			name = comment
 		}
@@ -224,11 +238,15 @@ func lenientMailbox(item string, dec *mime.WordDecoder) (Address, bool) {
 	return makeAddress(unquotePhrase(name), unquotePhrase(local), host, dec)
 }
 
-// makeAddress builds an Address, decoding the name. It reports false if
-// there is neither local part nor domain.
+// makeAddress builds an Address, decoding the name. A missing local part or
+// domain is named as Dovecot names it, so that the address cannot be taken
+// for a group marker. It reports false if there is nothing at all.
 func makeAddress(name, local, host string, dec *mime.WordDecoder) (Address, bool) {
-	if local == "" && host == "" {
+	if name == "" && local == "" && host == "" {
 		return Address{}, false
+	}
+	if local == "" {
+		local = missingMailbox
 	}
 	if host == "" {
 		host = missingDomain

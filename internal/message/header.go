@@ -20,7 +20,7 @@ const (
 	fContentLanguage
 	fContentLocation
 	fContentMD5
-	fDate
+	fDate // the envelope's fields from here on
 	fSubject
 	fFrom
 	fSender
@@ -32,6 +32,9 @@ const (
 	fMessageID
 	numFields
 )
+
+// firstEnvelopeField is the first of the fields only messages need.
+const firstEnvelopeField = fDate
 
 // fieldIndex maps a lower-case field name to its index. Read only.
 var fieldIndex = map[string]int{
@@ -68,10 +71,11 @@ type header struct {
 }
 
 // readHeader reads a header up to and including its blank line, keeping the
-// fields in p.hdr. It returns blank == false if the header ended otherwise,
+// fields in p.hdr: the Content-* fields, and the envelope's if envelope. It
+// returns blank == false if the header ended otherwise,
 // at a boundary delimiter line of an enclosing multipart or at the end of
 // the input; e then says which.
-func (p *parser) readHeader(top bool) (e end, blank bool) {
+func (p *parser) readHeader(top, envelope bool) (e end, blank bool) {
 	s := &p.s
 	h := &p.hdr
 	h.reset()
@@ -106,7 +110,7 @@ func (p *parser) readHeader(top bool) (e end, blank bool) {
 			continue // garbage: tolerated, skipped
 		}
 		f := lookupField(name)
-		if f < 0 || h.seen[f] || len(h.buf)+len(value) > maxHeaderKeep {
+		if f < 0 || (f >= firstEnvelopeField && !envelope) || h.seen[f] || len(h.buf)+len(value) > maxHeaderKeep {
 			continue
 		}
 		h.seen[f] = true
@@ -122,13 +126,7 @@ func (p *parser) readHeader(top bool) (e end, blank bool) {
 // US-ASCII but colon (RFC 5322 §2.2); whitespace before the colon is
 // tolerated (obs-optional, RFC 5322 §4.5).
 func splitField(line []byte) (name, value []byte, ok bool) {
-	colon := -1
-	for i, c := range line {
-		if c == ':' {
-			colon = i
-			break
-		}
-	}
+	colon := bytes.IndexByte(line, ':')
 	if colon <= 0 {
 		return nil, nil, false
 	}

@@ -7,9 +7,9 @@
 // yields a usable tree (worst case a single text/plain part spanning the whole
 // body). It streams: memory does not grow with the size of the message.
 //
-// This file holds the types, Parse, and the walk over the MIME tree; scan.go
-// reads lines, header.go reads header fields, params.go parses Content-Type
-// parameters, envelope.go builds envelopes and parses addresses.
+// Files: message.go holds the types, Parse and the walk over the MIME tree;
+// scan.go reads lines, header.go reads header fields, params.go parses
+// Content-Type parameters, envelope.go builds envelopes and parses addresses.
 package message
 
 import (
@@ -187,7 +187,7 @@ func (e end) contentEnd(from int64) int64 {
 func (p *parser) parsePart(part *Part, o partOptions) end {
 	s := &p.s
 	part.HeaderOffset = s.off
-	e, blank := p.readHeader(o.top)
+	e, blank := p.readHeader(o.top, o.env != nil)
 	p.hdr.apply(part, o.digest)
 	if o.env != nil {
 		*o.env = p.hdr.envelope()
@@ -275,9 +275,7 @@ func (p *parser) parseEmbedded(part *Part, depth int) end {
 		return p.skipBody()
 	}
 	part.Envelope = &Envelope{}
-	switch part.Encoding {
-	case "", "7bit", "8bit", "binary":
-	default:
+	if part.Encoding == "base64" || part.Encoding == "quoted-printable" {
 		// Encoded (RFC 2046 §5.2.1 forbids it, but it happens): opaque.
 		return p.skipBody()
 	}

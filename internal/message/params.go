@@ -34,9 +34,15 @@ func parseParams(s string) []Param {
 		if s == "" {
 			break
 		}
-		eq := strings.IndexByte(s, '=')
+		// Look for "=" only up to the next ";", so that a run of items
+		// without one costs linear time.
 		semi := strings.IndexByte(s, ';')
-		if eq < 0 || (semi >= 0 && semi < eq) {
+		item := s
+		if semi >= 0 {
+			item = s[:semi]
+		}
+		eq := strings.IndexByte(item, '=')
+		if eq < 0 {
 			// No "=" in this item: skip it.
 			if semi < 0 {
 				break
