@@ -1,12 +1,15 @@
 // Package blob keeps message bodies on disk: one immutable file per body,
-// written once and fsync'd (file and directory) before anyone may refer to it.
+// written once and fsync'd before anyone may refer to it.
 //
-// Layout: DIR/ab/abcdef0123456789abcdef0123456789 where "ab" is the first two
-// hex digits of the id. A body being written lives at the same path with the
-// suffix ".tmp" until it is complete and synced; Sweep removes such leftovers.
-// The metadata that refers to a blob is committed only after Create's Commit
-// returned, so a crash leaves at worst an unreferenced file, never a
-// reference to a missing or partial one.
+// Layout: DIR/<bucket>/<id>. An id is 32 hex digits: 8 naming the hour it
+// was written in (its bucket directory) and 24 random. Bodies written at
+// about the same time share a directory, so the directory fsync that makes
+// their names durable is shared too: Commit makes the file's content
+// durable, and SyncDirs, called once per group commit for all the bodies in
+// it, makes their directory entries durable. The metadata that refers to a
+// body is committed only after both, so a crash leaves at worst an
+// unreferenced (possibly partial) file, never a reference to a missing or
+// partial one; Sweep removes such files at the next start.
 package blob
 
 import (
@@ -20,17 +23,26 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
-// idLen is the length of a blob id in hex digits: 128 random bits, so ids
-// never collide and need no coordination between writers or nodes.
-const idLen = 32
+// idLen is the length of a blob id in hex digits; bucketLen of them name
+// its directory. 96 random bits make ids that never collide and need no
+// coordination between writers or nodes.
+const (
+	idLen     = 32
+	bucketLen = 8
+)
 
 // Store is a directory of message bodies.
 type Store struct {
 	dir string
+
+	mu   sync.Mutex
+	dirs map[string]*os.File // open bucket directories, for fsync
 }
 
 // Open returns the store rooted at dir, creating it if needed.
@@ -38,7 +50,18 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("blob: create %s: %w", dir, err)
 	}
-	return &Store{dir: dir}, nil
+	return &Store{dir: dir, dirs: make(map[string]*os.File)}, nil
+}
+
+// Close releases the directories held open for fsync.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for b, d := range s.dirs {
+		d.Close()
+		delete(s.dirs, b)
+	}
+	return nil
 }
 
 // Dir is the store's root directory.
@@ -46,7 +69,7 @@ func (s *Store) Dir() string { return s.dir }
 
 // Path is the file of the blob with the given id.
 func (s *Store) Path(id string) string {
-	return filepath.Join(s.dir, id[:2], id)
+	return filepath.Join(s.dir, id[:bucketLen], id)
 }
 
 // ValidID reports whether id has the form of a blob id, so that a corrupt
@@ -78,20 +101,15 @@ type Writer struct {
 
 // Create starts a new blob.
 func (s *Store) Create() (*Writer, error) {
-	var b [idLen / 2]byte
+	var b [(idLen - bucketLen) / 2]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("blob: random id: %w", err)
 	}
-	id := hex.EncodeToString(b[:])
-	sub := filepath.Join(s.dir, id[:2])
-	f, err := os.OpenFile(s.Path(id)+".tmp", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	id := fmt.Sprintf("%08x%s", uint32(time.Now().Unix()/3600), hex.EncodeToString(b[:]))
+	f, err := os.OpenFile(s.Path(id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(sub, 0o750); err == nil {
-			// The new directory's own entry must be durable too.
-			err = syncDir(s.dir)
-		}
-		if err == nil {
-			f, err = os.OpenFile(s.Path(id)+".tmp", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+		if err = s.makeBucket(id[:bucketLen]); err == nil {
+			f, err = os.OpenFile(s.Path(id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		}
 	}
 	if err != nil {
@@ -100,6 +118,15 @@ func (s *Store) Create() (*Writer, error) {
 	bw := writers.Get().(*bufio.Writer)
 	bw.Reset(f)
 	return &Writer{ID: id, s: s, f: f, bw: bw}, nil
+}
+
+// makeBucket creates a bucket directory, durably: a body's directory entry
+// is only as durable as the directory's own entry in its parent.
+func (s *Store) makeBucket(bucket string) error {
+	if err := os.Mkdir(filepath.Join(s.dir, bucket), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncDir(s.dir)
 }
 
 // Write appends p to the body.
@@ -115,15 +142,14 @@ func (w *Writer) Write(p []byte) (int, error) {
 // Size is the number of bytes written so far.
 func (w *Writer) Size() int64 { return w.size }
 
-// Commit makes the body durable under its final name: the file is flushed
-// and fsync'd, renamed into place, and the directory fsync'd, in that order,
-// so that once Commit returns the body survives a crash or power loss.
+// Commit makes the body's content durable (flush and fsync). Its name
+// becomes durable with SyncDirs, which the caller must call before it
+// commits anything that refers to the body.
 func (w *Writer) Commit() error {
 	if w.done {
 		return fmt.Errorf("blob: commit %s: already finished", w.ID)
 	}
 	w.done = true
-	final := w.s.Path(w.ID)
 	err := w.bw.Flush()
 	w.release()
 	if err == nil {
@@ -132,18 +158,57 @@ func (w *Writer) Commit() error {
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(final+".tmp", final)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(final))
-	}
 	if err != nil {
-		os.Remove(final + ".tmp")
-		os.Remove(final)
+		os.Remove(w.s.Path(w.ID))
 		return fmt.Errorf("blob: commit %s: %w", w.ID, err)
 	}
 	return nil
+}
+
+// SyncDirs fsyncs, once each, the directories holding the given bodies, so
+// that their names survive a crash. A group commit calls it once for all its
+// new bodies, which mostly share one directory.
+func (s *Store) SyncDirs(ids []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var done []string
+	for _, id := range ids {
+		if !ValidID(id) {
+			return fmt.Errorf("blob: sync: invalid id %q", id)
+		}
+		bucket := id[:bucketLen]
+		if slices.Contains(done, bucket) {
+			continue
+		}
+		done = append(done, bucket)
+		d, err := s.dirFile(bucket)
+		if err == nil {
+			err = d.Sync()
+		}
+		if err != nil {
+			return fmt.Errorf("blob: sync directory %s: %w", bucket, err)
+		}
+	}
+	return nil
+}
+
+// dirFile returns the bucket directory, kept open: opening it for every
+// group commit would cost a path lookup each time. s.mu is held.
+func (s *Store) dirFile(bucket string) (*os.File, error) {
+	if d, ok := s.dirs[bucket]; ok {
+		return d, nil
+	}
+	d, err := os.Open(filepath.Join(s.dir, bucket))
+	if err != nil {
+		return nil, err
+	}
+	// Only the current hour's bucket receives new bodies; drop the others.
+	for b, old := range s.dirs {
+		old.Close()
+		delete(s.dirs, b)
+	}
+	s.dirs[bucket] = d
+	return d, nil
 }
 
 // Abort discards an unfinished body. It is safe to call after Commit (it
@@ -155,7 +220,7 @@ func (w *Writer) Abort() {
 	w.done = true
 	w.release()
 	w.f.Close()
-	os.Remove(w.s.Path(w.ID) + ".tmp")
+	os.Remove(w.s.Path(w.ID))
 }
 
 func (w *Writer) release() {
@@ -188,10 +253,9 @@ func (s *Store) Remove(id string) error {
 	return nil
 }
 
-// Sweep removes leftovers of interrupted writes (".tmp" files) and every
-// committed blob for which referenced returns false: bodies written for a
-// delivery whose metadata never committed, or whose removal after an
-// expunge was cut short. It must run only while no writer is active (at
+// Sweep removes every body for which referenced returns false: bodies
+// (complete or not) written for a delivery whose metadata never committed,
+// or whose removal after an expunge was cut short. It must run only while no writer is active (at
 // start-up, under the data directory's lock). It returns the number of
 // files removed.
 func (s *Store) Sweep(referenced func(id string) (bool, error)) (int, error) {
@@ -201,7 +265,7 @@ func (s *Store) Sweep(referenced func(id string) (bool, error)) (int, error) {
 	}
 	removed := 0
 	for _, sub := range subs {
-		if !sub.IsDir() || len(sub.Name()) != 2 {
+		if !sub.IsDir() || !isBucket(sub.Name()) {
 			continue
 		}
 		dir := filepath.Join(s.dir, sub.Name())
@@ -211,18 +275,14 @@ func (s *Store) Sweep(referenced func(id string) (bool, error)) (int, error) {
 		}
 		for _, e := range entries {
 			name := e.Name()
-			drop := strings.HasSuffix(name, ".tmp")
-			if !drop {
-				if !ValidID(name) {
-					continue // not ours; leave it for an operator
-				}
-				ok, err := referenced(name)
-				if err != nil {
-					return removed, fmt.Errorf("blob: sweep: %w", err)
-				}
-				drop = !ok
+			if !ValidID(name) {
+				continue // not ours; leave it for an operator
 			}
-			if drop {
+			ok, err := referenced(name)
+			if err != nil {
+				return removed, fmt.Errorf("blob: sweep: %w", err)
+			}
+			if !ok {
 				if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return removed, fmt.Errorf("blob: sweep: %w", err)
 				}
@@ -240,7 +300,7 @@ func (s *Store) IDs(fn func(id string) error) error {
 		return fmt.Errorf("blob: list %s: %w", s.dir, err)
 	}
 	for _, sub := range subs {
-		if !sub.IsDir() || len(sub.Name()) != 2 {
+		if !sub.IsDir() || !isBucket(sub.Name()) {
 			continue
 		}
 		entries, err := os.ReadDir(filepath.Join(s.dir, sub.Name()))
@@ -256,6 +316,10 @@ func (s *Store) IDs(fn func(id string) error) error {
 		}
 	}
 	return nil
+}
+
+func isBucket(name string) bool {
+	return len(name) == bucketLen && ValidID(name+strings.Repeat("0", idLen-bucketLen))
 }
 
 func syncDir(dir string) error {

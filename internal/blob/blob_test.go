@@ -44,6 +44,9 @@ func TestCommitAbortSweep(t *testing.T) {
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.SyncDirs([]string{w.ID, w.ID}); err != nil {
+		t.Fatal(err)
+	}
 	w.Abort() // harmless after Commit
 	f, err := s.Open(w.ID)
 	if err != nil {
@@ -57,7 +60,7 @@ func TestCommitAbortSweep(t *testing.T) {
 	a, _ := s.Create()
 	a.Write([]byte("gone"))
 	a.Abort()
-	if _, err := os.Stat(s.Path(a.ID) + ".tmp"); !os.IsNotExist(err) {
+	if _, err := os.Stat(s.Path(a.ID)); !os.IsNotExist(err) {
 		t.Errorf("aborted write left a file: %v", err)
 	}
 	orphan, _ := s.Create()

@@ -230,6 +230,7 @@ func (c *capped) Write(p []byte) (int, error) {
 func insertBody(t *txn, b *newBody) error {
 	_, err := t.exec(`INSERT INTO bodies(blob, size, structure) VALUES (?, ?, ?) ON CONFLICT(blob) DO NOTHING`,
 		b.id, b.size, b.structure)
+	t.bodies = append(t.bodies, b.id)
 	return err
 }
 

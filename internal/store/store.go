@@ -138,6 +138,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // Close waits for queued writes to finish and closes the database.
 func (s *Store) Close() error {
 	s.writer.stop()
+	s.blobs.Close()
 	err := s.wdb.Close()
 	if err2 := s.db.Close(); err == nil {
 		err = err2

@@ -357,7 +357,7 @@ func TestRecoverRemovesLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if rep, _ := s.Check(ctx); rep.Unreferenced != 1 {
+	if rep, _ := s.Check(ctx); rep.Unreferenced != 2 {
 		t.Errorf("before recover: %d unreferenced", rep.Unreferenced)
 	}
 	n, err := s.Recover(ctx)

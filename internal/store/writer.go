@@ -25,6 +25,7 @@ type txn struct {
 	w       *writer
 	changes []Change // published to the feed after commit
 	removes []string // blob ids whose files are removed after commit
+	bodies  []string // new blob ids whose directories are synced before commit
 }
 
 // stmt returns the writer connection's prepared statement for query.
@@ -183,7 +184,7 @@ func (w *writer) run(batch []writeReq) {
 		}
 		errs[i] = r.fn(t)
 		if errs[i] != nil {
-			t.changes, t.removes = nil, nil
+			t.changes, t.removes, t.bodies = nil, nil, nil
 			if _, err := w.conn.ExecContext(ctx, `ROLLBACK TO req`); err != nil {
 				w.conn.ExecContext(ctx, `ROLLBACK`)
 				fail(fmt.Errorf("store: rollback to savepoint: %w", err))
@@ -195,6 +196,18 @@ func (w *writer) run(batch []writeReq) {
 			fail(fmt.Errorf("store: release savepoint: %w", err))
 			return
 		}
+	}
+	// The new bodies' contents are durable (each writer fsync'd its own);
+	// their names become durable here, all in one directory fsync or a
+	// few, before anything referring to them commits.
+	var bodies []string
+	for _, t := range txns {
+		bodies = append(bodies, t.bodies...)
+	}
+	if err := w.s.blobs.SyncDirs(bodies); err != nil {
+		w.conn.ExecContext(ctx, `ROLLBACK`)
+		fail(fmt.Errorf("store: %w", err))
+		return
 	}
 	if _, err := w.conn.ExecContext(ctx, `COMMIT`); err != nil {
 		w.conn.ExecContext(ctx, `ROLLBACK`)
