@@ -16,8 +16,11 @@ import (
 	"syscall"
 	"time"
 
+	"loft/internal/auth"
 	"loft/internal/certs"
 	"loft/internal/config"
+	"loft/internal/imap"
+	"loft/internal/pop3"
 	"loft/internal/smtp"
 	"loft/internal/store"
 )
@@ -94,6 +97,32 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	lmtpOpts := smtpOpts
 	lmtpOpts.LMTP = true
+	// One throttle for every protocol: a password guesser does not get a
+	// fresh allowance by switching from POP3 to IMAP.
+	throttle := auth.NewThrottle(auth.ThrottleOptions{})
+	// One POP3 server for both listeners, so that pop3 and pop3s sessions
+	// share the exclusive-mode locks.
+	pop := pop3.New(pop3.Options{
+		Store:     s.Store,
+		TLS:       s.tls,
+		Hostname:  cfg.Hostname,
+		Plaintext: cfg.Auth.Plaintext,
+		Exclusive: cfg.POP3.Exclusive,
+		MarkSeen:  cfg.POP3.MarkSeen,
+		Throttle:  throttle,
+		Logger:    log,
+	})
+	// One IMAP configuration for both listeners; imaps differs only in
+	// speaking TLS from the start. The throttle is shared by the two.
+	imapOpts := imap.Options{
+		Hostname:  cfg.Hostname,
+		TLS:       s.tls,
+		Plaintext: cfg.Auth.Plaintext,
+		Throttle:  throttle,
+		Logger:    log,
+	}
+	imapsOpts := imapOpts
+	imapsOpts.ImplicitTLS = true
 	bind := []struct {
 		name string
 		addr string
@@ -101,6 +130,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}{
 		{"smtp", cfg.Listen.SMTP, func() service { return smtp.New(s.Store, smtpOpts) }},
 		{"lmtp", cfg.Listen.LMTP, func() service { return smtp.New(s.Store, lmtpOpts) }},
+		{"imap", cfg.Listen.IMAP, func() service { return imap.New(s.Store, imapOpts) }},
+		{"imaps", cfg.Listen.IMAPS, func() service { return imap.New(s.Store, imapsOpts) }},
+		{"pop3", cfg.Listen.POP3, func() service { return pop }},
+		{"pop3s", cfg.Listen.POP3S, func() service { return pop.ImplicitTLS() }},
 	}
 	// Bind every listener before serving any, so that a port already in
 	// use fails the start with nothing left running.
@@ -131,8 +164,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}()
 	}
 	for _, name := range []struct{ key, addr string }{
-		{"imap", cfg.Listen.IMAP}, {"imaps", cfg.Listen.IMAPS},
-		{"pop3", cfg.Listen.POP3}, {"pop3s", cfg.Listen.POP3S}, {"submission", cfg.Listen.Submission},
+		{"submission", cfg.Listen.Submission},
 	} {
 		if name.addr != "" {
 			log.Warn("listener configured but not served by this version", "listener", name.key, "addr", name.addr)

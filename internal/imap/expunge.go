@@ -1,0 +1,79 @@
+// This file holds EXPUNGE and UID EXPUNGE (RFC 9051 §6.4.3, §6.4.9).
+
+package imap
+
+import (
+	"context"
+	"slices"
+
+	"loft/internal/store"
+)
+
+func (s *session) cmdExpunge(c *cmd) error {
+	p := s.p
+	var set *numSet
+	if c.uid {
+		if err := p.sp(); err != nil {
+			return err
+		}
+		ns, err := p.seqSet()
+		if err != nil {
+			return err
+		}
+		set = &ns
+	}
+	if err := p.end(); err != nil {
+		return err
+	}
+	if s.sel.readOnly {
+		return no("READ-ONLY", "Mailbox is read-only")
+	}
+	gone, err := s.expungeDeleted(set)
+	if err != nil {
+		return err
+	}
+	s.writeExpunges(gone)
+	return nil
+}
+
+// expungeDeleted expunges the messages with \Deleted, all of them or those
+// of set (UIDs), and returns the UIDs removed. It does not announce them.
+func (s *session) expungeDeleted(set *numSet) ([]uint32, error) {
+	sel := s.sel
+	var seqs []int
+	if set != nil {
+		var err error
+		if seqs, err = s.resolve(*set, true); err != nil {
+			return nil, err
+		}
+	} else {
+		seqs = make([]int, len(sel.uids))
+		for i := range seqs {
+			seqs[i] = i + 1
+		}
+	}
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	infos, err := s.messages(seqs)
+	if err != nil {
+		return nil, err
+	}
+	var del []uint32
+	for _, m := range infos {
+		if m != nil && m.HasFlag(`\Deleted`) {
+			del = append(del, m.UID)
+		}
+	}
+	if len(del) == 0 {
+		return nil, nil
+	}
+	gone, err := s.srv.st.Expunge(context.Background(), s.account.ID, sel.id, del)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	s.dropOwn(func(c *store.Change) bool {
+		return c.Kind == store.ChangeExpunge && c.MailboxID == sel.id && slices.Equal(c.UIDs, gone)
+	})
+	return gone, nil
+}

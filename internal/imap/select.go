@@ -1,0 +1,284 @@
+// This file holds the selected state: SELECT and EXAMINE, CLOSE and
+// UNSELECT (RFC 3691), the session's own map of sequence numbers to UIDs,
+// and the resolution of sequence sets against it.
+
+package imap
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"loft/internal/store"
+)
+
+// selection is the selected mailbox as this session knows it. Its UID list
+// changes only when the session announces a change (EXISTS, EXPUNGE), so
+// that sequence numbers mean what the client was last told.
+type selection struct {
+	id          int64
+	name        string
+	uidValidity uint32
+	readOnly    bool
+	// uids maps sequence number n to uids[n-1]; strictly increasing.
+	uids []uint32
+}
+
+// seqOf returns the sequence number of uid, 0 if it is not in the map.
+func (sel *selection) seqOf(uid uint32) int {
+	i, ok := slices.BinarySearch(sel.uids, uid)
+	if !ok {
+		return 0
+	}
+	return i + 1
+}
+
+// remove drops sequence number seq.
+func (sel *selection) remove(seq int) {
+	sel.uids = slices.Delete(sel.uids, seq-1, seq)
+}
+
+// systemFlags are the flags of RFC 9051 §2.3.2 that Loft stores.
+var systemFlags = []string{`\Answered`, `\Flagged`, `\Deleted`, `\Seen`, `\Draft`}
+
+func (s *session) cmdSelect(c *cmd) error {
+	p := s.p
+	if err := p.sp(); err != nil {
+		return err
+	}
+	name, err := s.mailboxArg()
+	if err != nil {
+		return err
+	}
+	if p.take(' ') {
+		return bad("", "SELECT parameters are not supported")
+	}
+	if err := p.end(); err != nil {
+		return err
+	}
+	if s.sel != nil {
+		// RFC 9051 §6.3.2: the previous mailbox is closed first, even if
+		// the new one cannot be selected.
+		s.sel = nil
+		s.state = stateAuth
+		s.w.WriteString("* OK [CLOSED] Previous mailbox is now closed\r\n")
+	}
+	ctx := context.Background()
+	mb, err := s.srv.st.Mailbox(ctx, s.account.ID, name)
+	if err != nil {
+		return storeError(err)
+	}
+	// Changes committed before the snapshot below are in it; those after
+	// it are announced later, and applying one twice is harmless.
+	s.absorb()
+	s.pending = s.pending[:0]
+	uids, err := s.srv.st.UIDs(ctx, s.account.ID, mb.ID)
+	if err != nil {
+		return err
+	}
+	stats, err := s.srv.st.Stats(ctx, s.account.ID, mb.ID)
+	if err != nil {
+		return err
+	}
+	if mb, err = s.srv.st.MailboxByID(ctx, s.account.ID, mb.ID); err != nil {
+		return storeError(err)
+	}
+	sel := &selection{id: mb.ID, name: mb.Name, uidValidity: mb.UIDValidity, readOnly: c.name == "EXAMINE", uids: uids}
+	flags := append(slices.Clone(systemFlags), stats.Keywords...)
+	w := s.w
+	w.WriteString("* FLAGS ")
+	s.writeFlags(flags)
+	w.WriteString("\r\n")
+	if sel.readOnly {
+		w.WriteString("* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
+	} else {
+		w.WriteString("* OK [PERMANENTFLAGS ")
+		s.writeFlags(append(flags, `\*`))
+		w.WriteString("] Flags permitted\r\n")
+	}
+	fmt.Fprintf(w, "* %d EXISTS\r\n", len(uids))
+	if !s.rev2 {
+		// Loft does not track \Recent (RFC 9051 dropped it): none is recent.
+		w.WriteString("* 0 RECENT\r\n")
+		if stats.FirstUnseen != 0 {
+			fmt.Fprintf(w, "* OK [UNSEEN %d] First unseen message\r\n", sel.seqOf(stats.FirstUnseen))
+		}
+	}
+	fmt.Fprintf(w, "* OK [UIDVALIDITY %d] UIDs valid\r\n", mb.UIDValidity)
+	fmt.Fprintf(w, "* OK [UIDNEXT %d] Predicted next UID\r\n", mb.UIDNext)
+	if s.rev2 {
+		// RFC 9051 §6.3.2: the mailbox's name as the server knows it.
+		w.WriteString(`* LIST () "/" `)
+		w.mailbox(mb.Name)
+		w.WriteString("\r\n")
+	}
+	s.sel = sel
+	s.saved = nil
+	s.state = stateSelected
+	if sel.readOnly {
+		c.ok = "[READ-ONLY] EXAMINE completed"
+	} else {
+		c.ok = "[READ-WRITE] SELECT completed"
+	}
+	return nil
+}
+
+func (s *session) cmdClose(c *cmd) error {
+	if err := s.p.end(); err != nil {
+		return err
+	}
+	if !s.sel.readOnly {
+		// RFC 9051 §6.4.1: expunge silently; no EXPUNGE responses.
+		if _, err := s.expungeDeleted(nil); err != nil {
+			return err
+		}
+	}
+	s.unselect()
+	return nil
+}
+
+func (s *session) cmdUnselect(c *cmd) error {
+	if err := s.p.end(); err != nil {
+		return err
+	}
+	s.unselect()
+	return nil
+}
+
+func (s *session) unselect() {
+	s.sel = nil
+	s.saved = nil
+	s.state = stateAuth
+}
+
+// resolve turns a sequence set of message numbers, or of UIDs with uid,
+// into sequence numbers: ascending, unique, all in the map. Message numbers
+// beyond the mailbox are an error; UIDs that do not exist are skipped
+// (RFC 9051 §6.4.9).
+func (s *session) resolve(set numSet, uid bool) ([]int, error) {
+	sel := s.sel
+	n := len(sel.uids)
+	var seqs []int
+	if set.saved {
+		for _, u := range s.saved {
+			if seq := sel.seqOf(u); seq > 0 {
+				seqs = append(seqs, seq)
+			}
+		}
+		return seqs, nil
+	}
+	for _, r := range set.ranges {
+		lo, hi := r.first, r.last
+		if uid {
+			if n == 0 {
+				continue
+			}
+			star := sel.uids[n-1]
+			if lo == 0 {
+				lo = star
+			}
+			if hi == 0 {
+				hi = star
+			}
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			i := sort.Search(n, func(i int) bool { return sel.uids[i] >= lo })
+			for ; i < n && sel.uids[i] <= hi; i++ {
+				seqs = append(seqs, i+1)
+			}
+			continue
+		}
+		if lo == 0 {
+			lo = uint32(n)
+		}
+		if hi == 0 {
+			hi = uint32(n)
+		}
+		if lo > hi {
+			lo, hi = hi, lo
+		}
+		if lo == 0 || int64(hi) > int64(n) {
+			return nil, bad("", "Invalid message sequence number (mailbox has %d messages)", n)
+		}
+		for q := lo; q <= hi; q++ {
+			seqs = append(seqs, int(q))
+		}
+	}
+	if len(set.ranges) > 1 {
+		slices.Sort(seqs)
+		seqs = slices.Compact(seqs)
+	}
+	return seqs, nil
+}
+
+// uidRanges turns ascending sequence numbers into UID ranges for the
+// store: consecutive numbers make one range.
+func (sel *selection) uidRanges(seqs []int) []store.UIDRange {
+	var out []store.UIDRange
+	for i := 0; i < len(seqs); {
+		j := i
+		for j+1 < len(seqs) && seqs[j+1] == seqs[j]+1 {
+			j++
+		}
+		out = append(out, store.UIDRange{First: sel.uids[seqs[i]-1], Last: sel.uids[seqs[j]-1]})
+		i = j + 1
+	}
+	return out
+}
+
+// uidsOf returns the UIDs of sequence numbers.
+func (sel *selection) uidsOf(seqs []int) []uint32 {
+	out := make([]uint32, len(seqs))
+	for i, q := range seqs {
+		out[i] = sel.uids[q-1]
+	}
+	return out
+}
+
+// messages returns the store's metadata of the given sequence numbers,
+// indexed like seqs; nil where the message is gone (expunged by another
+// session, not yet announced).
+func (s *session) messages(seqs []int) ([]*store.MessageInfo, error) {
+	sel := s.sel
+	infos, err := s.srv.st.MessagesInRanges(context.Background(), s.account.ID, sel.id, sel.uidRanges(seqs))
+	if err != nil {
+		return nil, storeError(err)
+	}
+	out := make([]*store.MessageInfo, len(seqs))
+	j := 0
+	for i, q := range seqs {
+		u := sel.uids[q-1]
+		for j < len(infos) && infos[j].UID < u {
+			j++
+		}
+		if j < len(infos) && infos[j].UID == u {
+			out[i] = &infos[j]
+		}
+	}
+	return out, nil
+}
+
+// uidSet formats UIDs (ascending) in the compact form "1:3,7".
+func uidSet(uids []uint32) string {
+	var b strings.Builder
+	for i := 0; i < len(uids); {
+		j := i
+		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
+			j++
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(uids[i]), 10))
+		if j > i {
+			b.WriteByte(':')
+			b.WriteString(strconv.FormatUint(uint64(uids[j]), 10))
+		}
+		i = j + 1
+	}
+	return b.String()
+}

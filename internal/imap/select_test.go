@@ -1,0 +1,87 @@
+package imap
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSelectRev1(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(sampleMsg)
+	ts.deliver(sampleMsg)
+	c := ts.login(false)
+	c.cmd("a SELECT inbox",
+		`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft)`,
+		`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted`,
+		`* 2 EXISTS`,
+		`* 0 RECENT`,
+		`* OK [UNSEEN 1] First unseen message`,
+		`re:^\* OK \[UIDVALIDITY \d+\] UIDs valid$`,
+		`* OK [UIDNEXT 3] Predicted next UID`,
+		`a OK [READ-WRITE] SELECT completed`)
+	c.cmd("b EXAMINE Sent",
+		`* OK [CLOSED] Previous mailbox is now closed`,
+		`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft)`,
+		`* OK [PERMANENTFLAGS ()] Read-only mailbox`,
+		`* 0 EXISTS`,
+		`* 0 RECENT`,
+		`re:^\* OK \[UIDVALIDITY \d+\] UIDs valid$`,
+		`* OK [UIDNEXT 1] Predicted next UID`,
+		`b OK [READ-ONLY] EXAMINE completed`)
+	c.cmd(`c FETCH 1 FLAGS`, "c BAD Invalid message sequence number (mailbox has 0 messages)")
+	c.cmd(`d SELECT Nope`, `* OK [CLOSED] Previous mailbox is now closed`, "d NO [NONEXISTENT] No such mailbox")
+	c.cmd(`e FETCH 1 FLAGS`, "e BAD FETCH is not allowed in the authenticated state")
+}
+
+// IMAP4rev2: no RECENT, no UNSEEN code, a LIST response, ESEARCH.
+func TestSelectRev2(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(sampleMsg)
+	c := ts.login(true)
+	c.cmd("a SELECT INBOX",
+		`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft)`,
+		`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted`,
+		`* 1 EXISTS`,
+		`re:^\* OK \[UIDVALIDITY \d+\] UIDs valid$`,
+		`* OK [UIDNEXT 2] Predicted next UID`,
+		`* LIST () "/" "INBOX"`,
+		`a OK [READ-WRITE] SELECT completed`)
+	c.cmd("b SEARCH UNSEEN", `* ESEARCH (TAG "b") ALL 1`, "b OK SEARCH completed")
+	c.cmd("c UNSELECT", "c OK UNSELECT completed")
+	c.cmd("d FETCH 1 FLAGS", "d BAD FETCH is not allowed in the authenticated state")
+}
+
+func TestSelectShowsKeywords(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(sampleMsg)
+	c := ts.login(false)
+	selectInbox(c, 1)
+	c.cmd(`a STORE 1 +FLAGS.SILENT ($Work)`, "a OK STORE completed")
+	c.cmd("b SELECT INBOX",
+		`* OK [CLOSED] Previous mailbox is now closed`,
+		`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Work)`,
+		`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $Work \*)] Flags permitted`,
+		`re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:^b OK`)
+}
+
+// selectInbox selects INBOX with n messages (rev1 or rev2 client alike).
+func selectInbox(c *client, n int) {
+	c.t.Helper()
+	selectMailbox(c, "SELECT", "INBOX", n)
+}
+
+// selectMailbox runs SELECT or EXAMINE and checks the message count.
+func selectMailbox(c *client, verb, name string, n int) {
+	c.t.Helper()
+	res := c.run("S1 " + verb + " " + name)
+	want := "* " + itoa(n) + " EXISTS"
+	for _, l := range res {
+		if l == want {
+			if !strings.HasPrefix(res[len(res)-1], "S1 OK [READ-") {
+				c.t.Fatalf("select: %q", res)
+			}
+			return
+		}
+	}
+	c.t.Fatalf("select: no %q in %q", want, res)
+}
