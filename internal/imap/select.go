@@ -66,26 +66,15 @@ func (s *session) cmdSelect(c *cmd) error {
 		s.state = stateAuth
 		s.w.WriteString("* OK [CLOSED] Previous mailbox is now closed\r\n")
 	}
-	ctx := context.Background()
-	mb, err := s.srv.st.Mailbox(ctx, s.account.ID, name)
-	if err != nil {
-		return storeError(err)
-	}
 	// Changes committed before the snapshot below are in it; those after
 	// it are announced later, and applying one twice is harmless.
 	s.absorb()
 	s.pending = s.pending[:0]
-	uids, err := s.srv.st.UIDs(ctx, s.account.ID, mb.ID)
+	snap, err := s.srv.st.Select(context.Background(), s.account.ID, name)
 	if err != nil {
-		return err
-	}
-	stats, err := s.srv.st.Stats(ctx, s.account.ID, mb.ID)
-	if err != nil {
-		return err
-	}
-	if mb, err = s.srv.st.MailboxByID(ctx, s.account.ID, mb.ID); err != nil {
 		return storeError(err)
 	}
+	mb, uids, stats := snap.Mailbox, snap.UIDs, &snap.Stats
 	sel := &selection{id: mb.ID, name: mb.Name, uidValidity: mb.UIDValidity, readOnly: c.name == "EXAMINE", uids: uids}
 	flags := append(slices.Clone(systemFlags), stats.Keywords...)
 	w := s.w

@@ -203,7 +203,7 @@ func (c *client) run(line string) []string {
 	c.send(line)
 	tag, _, _ := strings.Cut(line, " ")
 	var out []string
-	for range 100000 {
+	for range 10000000 {
 		l := c.line()
 		out = append(out, l)
 		if strings.HasPrefix(l, tag+" ") {

@@ -490,3 +490,65 @@ func (s *Store) MessagesInRanges(ctx context.Context, accountID, mailboxID int64
 	out = slices.CompactFunc(out, func(a, b MessageInfo) bool { return a.UID == b.UID })
 	return out, nil
 }
+
+// Selection is what a session needs when it selects a mailbox, read in
+// one snapshot with one pass over the messages.
+type Selection struct {
+	Mailbox *Mailbox // Messages and Size are not filled in
+	UIDs    []uint32 // ascending
+	Stats   MailboxStats
+}
+
+// Select reads a mailbox's state, its UIDs and its counts at once.
+func (s *Store) Select(ctx context.Context, accountID int64, name string) (*Selection, error) {
+	name = CanonicalName(name)
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: select %q: %w", name, err)
+	}
+	defer tx.Rollback()
+	mb, err := scanMailbox(tx.QueryRowContext(ctx, `SELECT b.id, b.account_id, b.name, b.uidvalidity, b.uidnext,
+		b.highestmodseq, b.special_use, b.subscribed, 0, 0 FROM mailboxes b WHERE b.account_id = ? AND b.name = ?`,
+		accountID, name))
+	if err != nil {
+		return nil, fmt.Errorf("store: select %q: %w", name, noRows(err, ErrNoMailbox))
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT uid, flags, keywords FROM messages WHERE mailbox_id = ? ORDER BY uid`, mb.ID)
+	if err != nil {
+		return nil, fmt.Errorf("store: select %q: %w", name, err)
+	}
+	defer rows.Close()
+	sel := &Selection{Mailbox: mb, UIDs: make([]uint32, 0, 64)}
+	seenKw := map[string]bool{}
+	for rows.Next() {
+		var uid uint32
+		var bits int64
+		var kw string
+		if err := rows.Scan(&uid, &bits, &kw); err != nil {
+			return nil, fmt.Errorf("store: select %q: %w", name, err)
+		}
+		sel.UIDs = append(sel.UIDs, uid)
+		if bits&1 == 0 {
+			sel.Stats.Unseen++
+			if sel.Stats.FirstUnseen == 0 {
+				sel.Stats.FirstUnseen = uid
+			}
+		}
+		if bits&8 != 0 {
+			sel.Stats.Deleted++
+		}
+		if kw != "" && !seenKw[kw] {
+			seenKw[kw] = true
+			for _, k := range strings.Fields(kw) {
+				if !slices.Contains(sel.Stats.Keywords, k) {
+					sel.Stats.Keywords = append(sel.Stats.Keywords, k)
+				}
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: select %q: %w", name, err)
+	}
+	slices.Sort(sel.Stats.Keywords)
+	return sel, nil
+}
