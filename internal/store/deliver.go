@@ -262,6 +262,6 @@ func (s *Store) insertMessage(t *txn, accountID, mailboxID int64, b *newBody, da
 		return 0, err
 	}
 	t.changes = append(t.changes, Change{Kind: ChangeNew, MailboxID: mailboxID, UID: uid, ModSeq: modseq,
-		Flags: decodeFlags(bits, keywords), Size: b.size, accountID: accountID})
+		Flags: decodeFlags(bits, keywords), Size: b.size, accountID: accountID, blob: b.id, date: date})
 	return uid, nil
 }

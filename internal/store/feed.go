@@ -33,6 +33,8 @@ type Change struct {
 	Flags     []string // ChangeNew, ChangeFlags
 	Size      int64    // ChangeNew: the message size, for quota and STATUS SIZE
 	accountID int64
+	blob      string // ChangeNew: the body, for the mailbox index
+	date      int64  // ChangeNew: internal date, unix seconds, for the index
 }
 
 type feed struct {

@@ -5,13 +5,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
-	"time"
 )
 
 // ErrBadName is returned for a mailbox name that cannot be used, e.g.
@@ -267,7 +268,7 @@ func insertRow(t *txn, accountID, mailboxID int64, r *msgRow) (uint32, error) {
 		return 0, err
 	}
 	t.changes = append(t.changes, Change{Kind: ChangeNew, MailboxID: mailboxID, UID: uid, ModSeq: modseq,
-		Flags: decodeFlags(r.flags, r.keywords), Size: r.size, accountID: accountID})
+		Flags: decodeFlags(r.flags, r.keywords), Size: r.size, accountID: accountID, blob: r.blob, date: r.date})
 	return uid, nil
 }
 
@@ -446,48 +447,39 @@ func (s *Store) Stats(ctx context.Context, accountID, mailboxID int64) (*Mailbox
 type UIDRange struct{ First, Last uint32 }
 
 // MessagesInRanges lists the messages of a mailbox whose UIDs fall in the
-// given ranges, in UID order, each message once.
+// given ranges, in UID order, each message once. It reads the mailbox
+// index, not the database.
 func (s *Store) MessagesInRanges(ctx context.Context, accountID, mailboxID int64, ranges []UIDRange) ([]MessageInfo, error) {
-	var out []MessageInfo
-	const perQuery = 200 // keeps the statement's parameter count small
-	for len(ranges) > 0 {
-		n := min(len(ranges), perQuery)
-		chunk := ranges[:n]
-		ranges = ranges[n:]
-		var b strings.Builder
-		args := []any{mailboxID, accountID}
-		for i, r := range chunk {
-			if i > 0 {
-				b.WriteString(" OR ")
-			}
-			b.WriteString("m.uid BETWEEN ? AND ?")
-			args = append(args, r.First, r.Last)
-		}
-		rows, err := s.db.QueryContext(ctx, `SELECT m.uid, m.modseq, m.internal_date, m.size, m.flags, m.keywords, m.blob
-			FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
-			WHERE m.mailbox_id = ? AND b.account_id = ? AND (`+b.String()+`) ORDER BY m.uid`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("store: list messages: %w", err)
-		}
-		for rows.Next() {
-			var m MessageInfo
-			var date, bits int64
-			var kw string
-			if err := rows.Scan(&m.UID, &m.ModSeq, &date, &m.Size, &bits, &kw, &m.Blob); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("store: list messages: %w", err)
-			}
-			m.InternalDate = time.Unix(date, 0)
-			m.Flags = decodeFlags(bits, kw)
-			out = append(out, m)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("store: list messages: %w", err)
-		}
+	var modseq int64
+	err := s.db.QueryRowContext(ctx, `SELECT highestmodseq FROM mailboxes WHERE id = ? AND account_id = ?`,
+		mailboxID, accountID).Scan(&modseq)
+	if err != nil {
+		return nil, fmt.Errorf("store: list messages: %w", noRows(err, ErrNoMailbox))
 	}
-	slices.SortFunc(out, func(a, b MessageInfo) int { return int(int64(a.UID) - int64(b.UID)) })
-	out = slices.CompactFunc(out, func(a, b MessageInfo) bool { return a.UID == b.UID })
+	e, err := s.indexEntry(ctx, mailboxID, modseq)
+	if err != nil {
+		return nil, err
+	}
+	ranges = slices.Clone(ranges)
+	slices.SortFunc(ranges, func(a, b UIDRange) int { return cmp.Compare(a.First, b.First) })
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	var out []MessageInfo
+	next := uint32(0) // lowest UID not yet listed, so overlapping ranges list a message once
+	for _, r := range ranges {
+		first := max(r.First, next)
+		if first > r.Last {
+			continue
+		}
+		i, _ := e.find(first)
+		for ; i < len(e.msgs) && e.msgs[i].uid <= r.Last; i++ {
+			out = append(out, e.msgs[i].info())
+		}
+		if r.Last == math.MaxUint32 {
+			break
+		}
+		next = max(next, r.Last+1)
+	}
 	return out, nil
 }
 
@@ -502,52 +494,46 @@ type Selection struct {
 // Select reads a mailbox's state, its UIDs and its counts at once.
 func (s *Store) Select(ctx context.Context, accountID int64, name string) (*Selection, error) {
 	name = CanonicalName(name)
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("store: select %q: %w", name, err)
-	}
-	defer tx.Rollback()
-	mb, err := scanMailbox(tx.QueryRowContext(ctx, `SELECT b.id, b.account_id, b.name, b.uidvalidity, b.uidnext,
+	mb, err := scanMailbox(s.db.QueryRowContext(ctx, `SELECT b.id, b.account_id, b.name, b.uidvalidity, b.uidnext,
 		b.highestmodseq, b.special_use, b.subscribed, 0, 0 FROM mailboxes b WHERE b.account_id = ? AND b.name = ?`,
 		accountID, name))
 	if err != nil {
 		return nil, fmt.Errorf("store: select %q: %w", name, noRows(err, ErrNoMailbox))
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT uid, flags, keywords FROM messages WHERE mailbox_id = ? ORDER BY uid`, mb.ID)
+	e, err := s.indexEntry(ctx, mb.ID, mb.HighestModSeq)
 	if err != nil {
 		return nil, fmt.Errorf("store: select %q: %w", name, err)
 	}
-	defer rows.Close()
-	sel := &Selection{Mailbox: mb, UIDs: make([]uint32, 0, 64)}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	// The index may be ahead of the row read above (a commit in between):
+	// report the state the UIDs reflect.
+	mb.HighestModSeq = max(mb.HighestModSeq, e.modseq)
+	if n := len(e.msgs); n > 0 {
+		mb.UIDNext = max(mb.UIDNext, e.msgs[n-1].uid+1)
+	}
+	sel := &Selection{Mailbox: mb, UIDs: make([]uint32, len(e.msgs))}
 	seenKw := map[string]bool{}
-	for rows.Next() {
-		var uid uint32
-		var bits int64
-		var kw string
-		if err := rows.Scan(&uid, &bits, &kw); err != nil {
-			return nil, fmt.Errorf("store: select %q: %w", name, err)
-		}
-		sel.UIDs = append(sel.UIDs, uid)
-		if bits&1 == 0 {
+	for i := range e.msgs {
+		m := &e.msgs[i]
+		sel.UIDs[i] = m.uid
+		if m.flags&1 == 0 {
 			sel.Stats.Unseen++
 			if sel.Stats.FirstUnseen == 0 {
-				sel.Stats.FirstUnseen = uid
+				sel.Stats.FirstUnseen = m.uid
 			}
 		}
-		if bits&8 != 0 {
+		if m.flags&8 != 0 {
 			sel.Stats.Deleted++
 		}
-		if kw != "" && !seenKw[kw] {
-			seenKw[kw] = true
-			for _, k := range strings.Fields(kw) {
+		if m.keywords != "" && !seenKw[m.keywords] {
+			seenKw[m.keywords] = true
+			for _, k := range strings.Fields(m.keywords) {
 				if !slices.Contains(sel.Stats.Keywords, k) {
 					sel.Stats.Keywords = append(sel.Stats.Keywords, k)
 				}
 			}
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: select %q: %w", name, err)
 	}
 	slices.Sort(sel.Stats.Keywords)
 	return sel, nil

@@ -72,6 +72,7 @@ type Store struct {
 	blobs        *blob.Store
 	writer       *writer
 	feed         *feed
+	index        *index
 }
 
 // Open opens (creating if needed) the store in opts.Dir and brings its
@@ -125,6 +126,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		wdb:          wdb,
 		blobs:        blobs,
 		feed:         newFeed(),
+		index:        newIndex(),
 	}
 	s.writer, err = startWriter(s)
 	if err != nil {

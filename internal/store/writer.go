@@ -218,6 +218,7 @@ func (w *writer) run(batch []writeReq) {
 		if errs[i] != nil {
 			continue
 		}
+		w.s.index.applyChanges(t.changes)
 		w.s.feed.publish(t.changes)
 		for _, id := range t.removes {
 			if err := w.s.blobs.Remove(id); err != nil {
