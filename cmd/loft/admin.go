@@ -73,7 +73,7 @@ func cmdAccountAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("account add %s: %w", addr, err)
 	}
-	hash, err := auth.HashPassword(pw)
+	cred, err := credentials(pw)
 	if err != nil {
 		return err
 	}
@@ -82,12 +82,26 @@ func cmdAccountAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 		return err
 	}
 	defer st.Close()
-	a, err := st.CreateAccount(context.Background(), addr, hash, q)
+	a, err := st.CreateAccountWithCredentials(context.Background(), addr, cred, q)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "added %s (quota %s)\n", a.Address, config.FormatSize(a.Quota))
 	return nil
+}
+
+// credentials computes what the store keeps of a password: its argon2id
+// hash and its SCRAM-SHA-256 keys.
+func credentials(password string) (store.Credentials, error) {
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return store.Credentials{}, err
+	}
+	scram, err := auth.HashSCRAM(password)
+	if err != nil {
+		return store.Credentials{}, err
+	}
+	return store.Credentials{PasswordHash: hash, SCRAMSHA256: scram}, nil
 }
 
 // checkLocalAddress refuses an account whose domain the server does not
@@ -127,11 +141,11 @@ func cmdAccountPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("account passwd %s: %w", pos[0], err)
 	}
-	hash, err := auth.HashPassword(pw)
+	cred, err := credentials(pw)
 	if err != nil {
 		return err
 	}
-	if err := st.SetPassword(context.Background(), pos[0], hash); err != nil {
+	if err := st.SetCredentials(context.Background(), pos[0], cred); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "password of %s changed\n", strings.ToLower(pos[0]))
@@ -228,38 +242,6 @@ func cmdQuotaSet(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "quota of %s: %s (using %d bytes)\n", a.Address, config.FormatSize(a.Quota), a.Usage)
-	return nil
-}
-
-func cmdCheck(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	load := configFlag(fs)
-	if _, err := parseFlags(fs, args, 0); err != nil {
-		return err
-	}
-	cfg, _, err := load()
-	if err != nil {
-		return err
-	}
-	st, err := openStore(cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	rep, err := st.Check(context.Background())
-	if err != nil {
-		return err
-	}
-	for _, p := range rep.Problems {
-		fmt.Fprintln(stdout, "problem:", p)
-	}
-	if rep.Unreferenced > 0 {
-		fmt.Fprintf(stdout, "note: %d body files of unfinished writes; freed at the next start\n", rep.Unreferenced)
-	}
-	if len(rep.Problems) > 0 {
-		return fmt.Errorf("check: %d problems in %s", len(rep.Problems), cfg.DataDir)
-	}
-	fmt.Fprintln(stdout, "ok: store is consistent")
 	return nil
 }
 

@@ -6,7 +6,9 @@
 //	loft account del ADDRESS
 //	loft account list
 //	loft quota set ADDRESS SIZE
-//	loft check
+//	loft check [--repair] [--lost-found ADDRESS]
+//	loft backup DIR
+//	loft restore BACKUP
 //
 // Every command takes --config FILE (or $LOFT_CONFIG); flags may come before
 // or after the positional arguments. The account and quota commands work
@@ -31,7 +33,10 @@ commands:
   account del ADDRESS                delete an account and all its mail
   account list                       list accounts: address, messages, usage, quota
   quota set ADDRESS SIZE             set a quota: 200MB, 1.5GiB, unlimited, default
-  check                              verify the store's consistency
+  check [--repair] [--lost-found ADDRESS]
+                                     verify the store; --repair fixes what it can without losing mail
+  backup DIR                         add a consistent backup of the running store to DIR (incremental)
+  restore BACKUP                     rebuild an empty data directory from a backup (DIR or one in it)
 `
 
 // errUsage marks an error whose message is a usage hint.
@@ -90,7 +95,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return cmdQuotaSet(rest[1:], stdout)
 	case "check":
-		return cmdCheck(rest, stdout)
+		return cmdCheckStore(rest, stdout)
+	case "backup":
+		return cmdBackup(rest, stdout)
+	case "restore":
+		return cmdRestore(rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

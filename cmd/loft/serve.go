@@ -1,5 +1,6 @@
-// loft serve: start the server, print what it listens on, and on SIGINT or
-// SIGTERM shut down gracefully (deliveries under way finish, bounded).
+// loft serve: start the server, print what it listens on, reload the
+// certificate on SIGHUP, and on SIGINT or SIGTERM shut down gracefully
+// (deliveries under way finish, bounded).
 package main
 
 import (
@@ -15,7 +16,6 @@ import (
 	"runtime/pprof"
 	"syscall"
 
-	"loft/internal/auth"
 	"loft/internal/config"
 	"loft/internal/server"
 	"loft/internal/store"
@@ -73,14 +73,27 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	log.Info("started", "data_dir", cfg.DataDir, "config", cfg.Path)
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	var serveErr error
-	select {
-	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String())
-	case serveErr = <-srv.Errors():
-		log.Error("listener failed; shutting down", "err", serveErr)
+wait:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				// Reload what can change under a running server: the
+				// certificate files (renewed by certbot, say).
+				if err := srv.ReloadTLS(); err != nil {
+					log.Error("SIGHUP: certificate not reloaded; still serving the previous one", "err", err)
+				}
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String())
+			break wait
+		case serveErr = <-srv.Errors():
+			log.Error("listener failed; shutting down", "err", serveErr)
+			break wait
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), server.ShutdownGrace)
 	defer cancel()
@@ -107,11 +120,11 @@ func quickstartWelcome(st *store.Store, cfg *config.Config, stdout io.Writer) er
 		return err
 	}
 	pw := rand.Text()
-	hash, err := auth.HashPassword(pw)
+	cred, err := credentials(pw)
 	if err != nil {
 		return err
 	}
-	if _, err := st.CreateAccount(context.Background(), quickstartAccount, hash, nil); err != nil {
+	if _, err := st.CreateAccountWithCredentials(context.Background(), quickstartAccount, cred, nil); err != nil {
 		if errors.Is(err, store.ErrAccountExists) {
 			return nil
 		}

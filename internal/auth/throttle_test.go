@@ -1,7 +1,11 @@
 package auth
 
 import (
+	"bytes"
+	"fmt"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -109,5 +113,57 @@ func TestThrottleDefaults(t *testing.T) {
 	th := NewThrottle(ThrottleOptions{})
 	if got := th.Failed(ipA, "x"); got != DefaultFailureDelay {
 		t.Fatalf("first failure with defaults: %v", got)
+	}
+}
+
+func TestThrottleBlocksAddressAfterThresholdAndLogsOnce(t *testing.T) {
+	c := &fakeClock{time.Unix(1e9, 0)}
+	var logs bytes.Buffer
+	th := NewThrottle(ThrottleOptions{
+		FailureDelay: time.Millisecond, MaxFailureDelay: time.Millisecond, ForgetAfter: time.Minute,
+		BlockAfter: 20, BlockFor: 10 * time.Minute, Now: c.now,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	for i := range 19 {
+		th.Failed(ipA, fmt.Sprintf("user%d@x", i))
+	}
+	if _, blocked := th.Blocked(ipA); blocked {
+		t.Fatal("blocked after 19 failures, threshold 20")
+	}
+	th.Failed(ipA, "user19@x")
+	until, blocked := th.Blocked(ipA)
+	if !blocked || !until.Equal(c.t.Add(10*time.Minute)) {
+		t.Fatalf("after 20 failures: blocked %v until %v", blocked, until)
+	}
+	th.Failed(ipA, "more@x") // still failing while blocked: not logged again
+	// Other addresses, and the accounts tried, are not blocked.
+	if _, blocked := th.Blocked(ipB); blocked {
+		t.Fatal("another address blocked")
+	}
+	if got := th.Failed(ipB, "fresh@x"); got != time.Millisecond {
+		t.Fatalf("another address delayed %v", got)
+	}
+	line := logs.String()
+	if strings.Count(line, "address blocked") != 1 || !strings.Contains(line, "ip=192.0.2.1 ") {
+		t.Fatalf("log, want one fail2ban-friendly line with ip=:\n%s", line)
+	}
+	// The block ends; forgotten failures start from nothing.
+	c.t = c.t.Add(10 * time.Minute)
+	if _, blocked := th.Blocked(ipA); blocked {
+		t.Fatal("still blocked after BlockFor")
+	}
+	th.Failed(ipA, "x@x")
+	if a, _ := th.Failures(ipA, ""); a != 1 {
+		t.Fatalf("after the block: %d failures counted, want 1", a)
+	}
+}
+
+func TestThrottleWithoutBlockAfterNeverBlocks(t *testing.T) {
+	th := NewThrottle(ThrottleOptions{FailureDelay: time.Millisecond})
+	for range 100 {
+		th.Failed(ipA, "a@x")
+	}
+	if _, blocked := th.Blocked(ipA); blocked {
+		t.Fatal("blocked with BlockAfter 0")
 	}
 }

@@ -47,7 +47,7 @@ type Store struct {
 
 // Open returns the store rooted at dir, creating it if needed.
 func Open(dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("blob: create %s: %w", dir, err)
 	}
 	return &Store{dir: dir, dirs: make(map[string]*os.File)}, nil

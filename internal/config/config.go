@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -46,6 +47,8 @@ type Config struct {
 	SMTP SMTP
 	// POP3 holds POP3 behaviour ([pop3]).
 	POP3 POP3
+	// Limits holds connection, line, attempt and time limits ([limits]).
+	Limits Limits
 	// Log holds logging settings ([log]).
 	Log Log
 	// Path is the file the configuration was loaded from, "" for Default.
@@ -67,11 +70,34 @@ type Listen struct {
 	Submission string // "listen.submission": message submission, usually ":587" (not served yet)
 }
 
-// TLS names the server certificate. Both files or neither: with neither,
-// Loft uses a self-signed certificate kept in DataDir/tls.
+// TLS names the server certificate. Both files, or ACME, or neither: with
+// neither, Loft uses a self-signed certificate kept in DataDir/tls.
 type TLS struct {
 	CertFile string // "tls.cert_file": PEM certificate chain, leaf first; absolute
 	KeyFile  string // "tls.key_file": PEM private key; absolute
+
+	// ACME obtains and renews the certificate from an ACME CA (Let's
+	// Encrypt by default). Key "tls.acme"; default false.
+	ACME bool
+	// ACMEEmail is given to the CA for expiry notices. Key
+	// "tls.acme_email"; default none.
+	ACMEEmail string
+	// ACMEDirectory is the CA's directory URL. Key "tls.acme_directory";
+	// default Let's Encrypt's production directory.
+	ACMEDirectory string
+	// ACMEHosts are the names the certificate covers. Key
+	// "tls.acme_hosts"; default [Hostname].
+	ACMEHosts []string
+	// ACMEHTTPPort is where the HTTP-01 challenge is answered; 0 turns it
+	// off. Key "tls.acme_http_port"; default 80.
+	ACMEHTTPPort int
+	// ACMETLSPort is where the TLS-ALPN-01 challenge is answered; 0 turns
+	// it off. Key "tls.acme_tls_port"; default 443.
+	ACMETLSPort int
+	// ACMECARoot is a PEM file of roots to trust for the directory's
+	// HTTPS, for a private CA; absolute. Key "tls.acme_ca_root"; default
+	// none (the system's roots).
+	ACMECARoot string
 }
 
 // Values of Auth.Plaintext.
@@ -91,6 +117,51 @@ type Auth struct {
 	// connection without TLS: PlaintextNever, PlaintextLoopback (default)
 	// or PlaintextAlways. Key "auth.plaintext".
 	Plaintext string
+	// BlockAfter is the number of recent failed logins from one address
+	// (an IPv4 address or an IPv6 /64) after which that address is
+	// refused altogether for BlockFor. Key "auth.block_after"; default 30;
+	// 0 turns blocking off (failures are still slowed down).
+	BlockAfter int
+	// BlockFor is how long a blocked address is refused. Key
+	// "auth.block_for"; default "15m".
+	BlockFor time.Duration
+}
+
+// Limits bound what one client can hold or make the server do. Each
+// exceeded limit gets the protocol's own answer (SMTP 421, POP3 -ERR
+// [SYS/TEMP], IMAP BYE [UNAVAILABLE]) and the server keeps serving others.
+type Limits struct {
+	// MaxConnections bounds the open connections of all listeners
+	// together. Key "limits.max_connections"; default 10,000.
+	MaxConnections int
+	// MaxConnectionsPerIP bounds the open connections from one address
+	// (IPv6: one /64). DESIGN.md §4: at least 100, for NATs and load
+	// tools. Key "limits.max_connections_per_ip"; default 100.
+	MaxConnectionsPerIP int
+	// MaxSessionsPerAccountIP bounds the logged-in POP3 and IMAP sessions
+	// of one account from one address. Key
+	// "limits.max_sessions_per_account_ip"; default 20.
+	MaxSessionsPerAccountIP int
+	// MaxCommandLine bounds an IMAP command line, literals excluded, in
+	// bytes (POP3 has the fixed RFC 2449 limit; SMTP smtp.max_line_length).
+	// Key "limits.max_command_line"; default 64KiB.
+	MaxCommandLine int
+	// MaxAuthAttempts failed logins on one connection close it. Key
+	// "limits.max_auth_attempts"; default 3.
+	MaxAuthAttempts int
+	// IdleTimeout closes a connection that sends no command for this
+	// long; 0 means each protocol's RFC minimum (POP3 and SMTP 10
+	// minutes, IMAP 30). Key "limits.idle_timeout"; default 0.
+	IdleTimeout time.Duration
+	// CommandTimeout bounds the time from the first byte of a command line
+	// to its end, so that a client trickling a byte a minute is dropped
+	// rather than held for the idle timeout. Key "limits.command_timeout";
+	// default "2m".
+	CommandTimeout time.Duration
+	// MaxMessagesPerSession bounds the messages accepted on one SMTP
+	// connection (not LMTP, whose client is a trusted MTA that may deliver
+	// thousands). Key "limits.max_messages_per_session"; default 1,000.
+	MaxMessagesPerSession int
 }
 
 // Quota holds quota defaults.
@@ -175,6 +246,20 @@ const (
 	defaultMaxMessageSize = 64 * 1000 * 1000  // "64MB": above the 25-50 MB common providers accept, after base64 growth
 	defaultMaxRecipients  = 100               // RFC 5321 §4.5.3.1.8 minimum
 	defaultMaxLineLength  = 64000             // see SMTP.MaxLineLength
+
+	defaultACMEHTTPPort = 80  // where CAs connect for HTTP-01
+	defaultACMETLSPort  = 443 // where CAs connect for TLS-ALPN-01
+
+	defaultBlockAfter = 30               // a mistyped password retried all day stays below in 15 minutes
+	defaultBlockFor   = 15 * time.Minute // long enough to stop a guesser, short enough for a person
+
+	defaultMaxConnections          = 10000           // ~50 KB each: well under a gigabyte
+	defaultMaxConnectionsPerIP     = 100             // DESIGN.md §4
+	defaultMaxSessionsPerAccountIP = 20              // DESIGN.md §4
+	defaultMaxCommandLine          = 64 << 10        // Dovecot's imap_max_line_length: room for long UID sets
+	defaultMaxAuthAttempts         = 3               // a person retries once or twice
+	defaultCommandTimeout          = 2 * time.Minute // a 64 KiB line at 1 KB/s, with room
+	defaultMaxMessagesPerSession   = 1000
 )
 
 // Default returns the quickstart configuration that `loft serve` uses
@@ -205,7 +290,8 @@ func defaults() *Config {
 	return &Config{
 		Hostname: systemHostname(),
 		DataDir:  defaultDataDir,
-		Auth:     Auth{Plaintext: PlaintextLoopback},
+		Auth:     Auth{Plaintext: PlaintextLoopback, BlockAfter: defaultBlockAfter, BlockFor: defaultBlockFor},
+		TLS:      TLS{ACMEHTTPPort: defaultACMEHTTPPort, ACMETLSPort: defaultACMETLSPort},
 		Quota:    Quota{Default: defaultQuota},
 		SMTP: SMTP{
 			MaxMessageSize: defaultMaxMessageSize,
@@ -213,7 +299,16 @@ func defaults() *Config {
 			MaxLineLength:  defaultMaxLineLength,
 		},
 		POP3: POP3{MarkSeen: true},
-		Log:  Log{Format: "text", Level: "info"},
+		Limits: Limits{
+			MaxConnections:          defaultMaxConnections,
+			MaxConnectionsPerIP:     defaultMaxConnectionsPerIP,
+			MaxSessionsPerAccountIP: defaultMaxSessionsPerAccountIP,
+			MaxCommandLine:          defaultMaxCommandLine,
+			MaxAuthAttempts:         defaultMaxAuthAttempts,
+			CommandTimeout:          defaultCommandTimeout,
+			MaxMessagesPerSession:   defaultMaxMessagesPerSession,
+		},
+		Log: Log{Format: "text", Level: "info"},
 	}
 }
 
@@ -274,7 +369,7 @@ func Load(path string) (*Config, error) {
 	if !md.IsDefined("domains") {
 		c.Domains = []string{strings.ToLower(c.Hostname)}
 	}
-	for _, p := range []*string{&c.DataDir, &c.TLS.CertFile, &c.TLS.KeyFile} {
+	for _, p := range []*string{&c.DataDir, &c.TLS.CertFile, &c.TLS.KeyFile, &c.TLS.ACMECARoot} {
 		if *p == "" {
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // writeConfig writes a config file into a fresh temp dir and returns its path.
@@ -37,11 +38,13 @@ func TestDefaultIsQuickstart(t *testing.T) {
 			POP3:  "127.0.0.1:1110",
 			POP3S: "127.0.0.1:1995",
 		},
-		Auth:  Auth{Plaintext: "loopback"},
-		Quota: Quota{Default: 200_000_000},
-		SMTP:  SMTP{MaxMessageSize: 64_000_000, MaxRecipients: 100, MaxLineLength: 64_000},
-		POP3:  POP3{Exclusive: false, MarkSeen: true},
-		Log:   Log{Format: "text", Level: "info"},
+		TLS:    TLS{ACMEHTTPPort: 80, ACMETLSPort: 443},
+		Auth:   Auth{Plaintext: "loopback", BlockAfter: 30, BlockFor: 15 * time.Minute},
+		Quota:  Quota{Default: 200_000_000},
+		SMTP:   SMTP{MaxMessageSize: 64_000_000, MaxRecipients: 100, MaxLineLength: 64_000},
+		POP3:   POP3{Exclusive: false, MarkSeen: true},
+		Limits: defaultLimits,
+		Log:    Log{Format: "text", Level: "info"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
@@ -49,6 +52,18 @@ func TestDefaultIsQuickstart(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Errorf("Default().Validate() = %v", err)
 	}
+}
+
+// defaultLimits are the documented defaults of [limits].
+var defaultLimits = Limits{
+	MaxConnections:          10000,
+	MaxConnectionsPerIP:     100,
+	MaxSessionsPerAccountIP: 20,
+	MaxCommandLine:          65536,
+	MaxAuthAttempts:         3,
+	IdleTimeout:             0,
+	CommandTimeout:          2 * time.Minute,
+	MaxMessagesPerSession:   1000,
 }
 
 // TestLoadEmptyFileListensNowhere checks that a config file starts from the
@@ -71,7 +86,9 @@ func TestLoadEmptyFileListensNowhere(t *testing.T) {
 	if c.Hostname == "" || !reflect.DeepEqual(c.Domains, []string{strings.ToLower(c.Hostname)}) {
 		t.Errorf("Hostname %q, Domains %q: want domains = [hostname]", c.Hostname, c.Domains)
 	}
-	if c.Auth.Plaintext != PlaintextLoopback || c.Quota.Default != 200_000_000 ||
+	if c.Auth != (Auth{Plaintext: PlaintextLoopback, BlockAfter: 30, BlockFor: 15 * time.Minute}) ||
+		c.Limits != defaultLimits || c.TLS.ACME || c.TLS.ACMEHTTPPort != 80 || c.TLS.ACMETLSPort != 443 ||
+		c.Quota.Default != 200_000_000 ||
 		c.SMTP != (SMTP{MaxMessageSize: 64_000_000, MaxRecipients: 100, MaxLineLength: 64_000}) ||
 		c.POP3 != (POP3{MarkSeen: true}) || c.Log != (Log{Format: "text", Level: "info"}) {
 		t.Errorf("defaults wrong: %+v", c)
@@ -106,10 +123,22 @@ cert_file = "`+cert+`"
 key_file  = "`+key+`"
 
 [auth]
-plaintext = "never"
+plaintext   = "never"
+block_after = 10
+block_for   = "1h"
 
 [quota]
 default = "1.5GiB"
+
+[limits]
+max_connections             = 500
+max_connections_per_ip      = 200
+max_sessions_per_account_ip = 5
+max_command_line            = "8KiB"
+max_auth_attempts           = 5
+idle_timeout                = "20m"
+command_timeout             = "30s"
+max_messages_per_session    = 50
 
 [smtp]
 max_message_size = 10485760
@@ -136,8 +165,12 @@ level  = "debug"
 			SMTP: ":25", LMTP: "127.0.0.1:24", IMAP: "[::1]:143", IMAPS: "0.0.0.0:993",
 			POP3: "localhost:110", POP3S: ":995", Submission: ":587",
 		},
-		TLS:   TLS{CertFile: cert, KeyFile: key},
-		Auth:  Auth{Plaintext: "never"},
+		TLS:  TLS{CertFile: cert, KeyFile: key, ACMEHTTPPort: 80, ACMETLSPort: 443},
+		Auth: Auth{Plaintext: "never", BlockAfter: 10, BlockFor: time.Hour},
+		Limits: Limits{
+			MaxConnections: 500, MaxConnectionsPerIP: 200, MaxSessionsPerAccountIP: 5, MaxCommandLine: 8192,
+			MaxAuthAttempts: 5, IdleTimeout: 20 * time.Minute, CommandTimeout: 30 * time.Second, MaxMessagesPerSession: 50,
+		},
 		Quota: Quota{Default: 1_610_612_736},
 		SMTP:  SMTP{MaxMessageSize: 10_485_760, MaxRecipients: 500, MaxLineLength: 10_000},
 		POP3:  POP3{Exclusive: true, MarkSeen: false},
@@ -222,6 +255,22 @@ func TestLoadErrors(t *testing.T) {
 		{"recipients zero", "[smtp]\nmax_recipients = 0\n", `key "smtp.max_recipients": 0 is not between 1 and 100000`},
 		{"line length too short", "[smtp]\nmax_line_length = 998\n", `key "smtp.max_line_length": 998 is not between 1000 (RFC 5321) and 16777216 bytes (a line is held in memory whole)`},
 		{"line length unlimited", "[smtp]\nmax_line_length = \"unlimited\"\n", `key "smtp.max_line_length": unlimited is not between 1000 (RFC 5321) and 16777216 bytes (a line is held in memory whole)`},
+		{"acme with cert", "[tls]\nacme = true\ncert_file = \"/etc/hosts\"\nkey_file = \"/etc/hosts\"\n", `key "tls.acme": true together with tls.cert_file: choose one`},
+		{"acme directory http", "[tls]\nacme = true\nacme_directory = \"http://ca.example/dir\"\n", `key "tls.acme_directory": "http://ca.example/dir" is not an https:// URL`},
+		{"acme bad host", "[tls]\nacme = true\nacme_hosts = [\"mail..example.org\"]\n", `key "tls.acme_hosts": "mail..example.org" is not a domain name: labels are 1 to 63 characters`},
+		{"acme no challenge", "[tls]\nacme = true\nacme_http_port = 0\nacme_tls_port = 0\n", `key "tls.acme_tls_port": 0 together with acme_http_port = 0 leaves no way to answer the CA`},
+		{"acme port", "[tls]\nacme = true\nacme_http_port = 70000\n", `key "tls.acme_http_port": 70000 is not a port 0-65535`},
+		{"acme as string", "[tls]\nacme = \"yes\"\n", `key "tls.acme": want true or false, got string "yes"`},
+		{"block negative", "[auth]\nblock_after = -1\n", `key "auth.block_after": -1 is negative (0 turns blocking off)`},
+		{"block_for not duration", "[auth]\nblock_for = 15\n", `key "auth.block_for": want a duration like "10m" or "30s", got integer 15`},
+		{"block_for bad", "[auth]\nblock_for = \"15 minutes\"\n", `key "auth.block_for": "15 minutes" is not a duration like "10m", "30s" or "1h30m"`},
+		{"limits zero connections", "[limits]\nmax_connections = 0\n", `key "limits.max_connections": 0 is not between 1 and 1048576`},
+		{"limits per ip above total", "[limits]\nmax_connections = 50\n", `key "limits.max_connections_per_ip": 100 is more than limits.max_connections (50)`},
+		{"limits command line", "[limits]\nmax_command_line = 100\n", `key "limits.max_command_line": 100 is not between 1000 and 16777216 bytes (a line is held in memory whole)`},
+		{"limits auth attempts", "[limits]\nmax_auth_attempts = 0\n", `key "limits.max_auth_attempts": 0 is not between 1 and 100`},
+		{"limits idle short", "[limits]\nidle_timeout = \"1s\"\n", `key "limits.idle_timeout": 1s is shorter than 10s (0 for the protocols' own defaults)`},
+		{"limits negative timeout", "[limits]\ncommand_timeout = \"-1m\"\n", `key "limits.command_timeout": "-1m" is negative`},
+		{"limits as value", "limits = 3\n", `key "limits": want a table ([limits]), got integer 3`},
 		{"bad log format", "[log]\nformat = \"xml\"\n", `key "log.format": "xml" is not one of "text", "json"`},
 		{"bad log level", "[log]\nlevel = \"verbose\"\n", `key "log.level": "verbose" is not one of "debug", "info", "warn", "error"`},
 	}
@@ -351,7 +400,7 @@ exclusive = false
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen.Submission != "" || c.Listen.IMAPS != ":993" || c.TLS != (TLS{}) || c.Quota.Default != 200_000_000 {
+	if c.Listen.Submission != "" || c.Listen.IMAPS != ":993" || c.TLS.CertFile != "" || c.TLS.ACME || c.Quota.Default != 200_000_000 {
 		t.Errorf("got %+v", c)
 	}
 }

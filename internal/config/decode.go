@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -13,7 +14,7 @@ import (
 // tables are the known TOML tables; every other known key is in keys.
 var tables = map[string]bool{
 	"listen": true, "tls": true, "auth": true, "quota": true,
-	"smtp": true, "pop3": true, "log": true,
+	"smtp": true, "pop3": true, "log": true, "limits": true,
 }
 
 // keys maps every known leaf key (as toml.Key.String spells it) to the code
@@ -39,17 +40,36 @@ var keys = map[string]func(c *Config, v any) error{
 		}
 		return nil
 	},
-	"data_dir":              str(func(c *Config) *string { return &c.DataDir }),
-	"listen.smtp":           str(func(c *Config) *string { return &c.Listen.SMTP }),
-	"listen.lmtp":           str(func(c *Config) *string { return &c.Listen.LMTP }),
-	"listen.imap":           str(func(c *Config) *string { return &c.Listen.IMAP }),
-	"listen.imaps":          str(func(c *Config) *string { return &c.Listen.IMAPS }),
-	"listen.pop3":           str(func(c *Config) *string { return &c.Listen.POP3 }),
-	"listen.pop3s":          str(func(c *Config) *string { return &c.Listen.POP3S }),
-	"listen.submission":     str(func(c *Config) *string { return &c.Listen.Submission }),
-	"tls.cert_file":         str(func(c *Config) *string { return &c.TLS.CertFile }),
-	"tls.key_file":          str(func(c *Config) *string { return &c.TLS.KeyFile }),
+	"data_dir":           str(func(c *Config) *string { return &c.DataDir }),
+	"listen.smtp":        str(func(c *Config) *string { return &c.Listen.SMTP }),
+	"listen.lmtp":        str(func(c *Config) *string { return &c.Listen.LMTP }),
+	"listen.imap":        str(func(c *Config) *string { return &c.Listen.IMAP }),
+	"listen.imaps":       str(func(c *Config) *string { return &c.Listen.IMAPS }),
+	"listen.pop3":        str(func(c *Config) *string { return &c.Listen.POP3 }),
+	"listen.pop3s":       str(func(c *Config) *string { return &c.Listen.POP3S }),
+	"listen.submission":  str(func(c *Config) *string { return &c.Listen.Submission }),
+	"tls.cert_file":      str(func(c *Config) *string { return &c.TLS.CertFile }),
+	"tls.key_file":       str(func(c *Config) *string { return &c.TLS.KeyFile }),
+	"tls.acme":           boolean(func(c *Config) *bool { return &c.TLS.ACME }),
+	"tls.acme_email":     str(func(c *Config) *string { return &c.TLS.ACMEEmail }),
+	"tls.acme_directory": str(func(c *Config) *string { return &c.TLS.ACMEDirectory }),
+	"tls.acme_hosts": func(c *Config, v any) error {
+		list, err := asStrings(v)
+		if err != nil {
+			return err
+		}
+		c.TLS.ACMEHosts = c.TLS.ACMEHosts[:0]
+		for _, h := range list {
+			c.TLS.ACMEHosts = append(c.TLS.ACMEHosts, strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), "."))
+		}
+		return nil
+	},
+	"tls.acme_http_port":    integer(func(c *Config) *int { return &c.TLS.ACMEHTTPPort }),
+	"tls.acme_tls_port":     integer(func(c *Config) *int { return &c.TLS.ACMETLSPort }),
+	"tls.acme_ca_root":      str(func(c *Config) *string { return &c.TLS.ACMECARoot }),
 	"auth.plaintext":        str(func(c *Config) *string { return &c.Auth.Plaintext }),
+	"auth.block_after":      integer(func(c *Config) *int { return &c.Auth.BlockAfter }),
+	"auth.block_for":        duration(func(c *Config) *time.Duration { return &c.Auth.BlockFor }),
 	"quota.default":         size(func(c *Config) *int64 { return &c.Quota.Default }),
 	"smtp.max_message_size": size(func(c *Config) *int64 { return &c.SMTP.MaxMessageSize }),
 	"smtp.max_recipients": func(c *Config, v any) error {
@@ -74,10 +94,28 @@ var keys = map[string]func(c *Config, v any) error{
 		c.SMTP.MaxLineLength = int(n)
 		return nil
 	},
-	"pop3.exclusive": boolean(func(c *Config) *bool { return &c.POP3.Exclusive }),
-	"pop3.mark_seen": boolean(func(c *Config) *bool { return &c.POP3.MarkSeen }),
-	"log.format":     str(func(c *Config) *string { return &c.Log.Format }),
-	"log.level":      str(func(c *Config) *string { return &c.Log.Level }),
+	"pop3.exclusive":                     boolean(func(c *Config) *bool { return &c.POP3.Exclusive }),
+	"pop3.mark_seen":                     boolean(func(c *Config) *bool { return &c.POP3.MarkSeen }),
+	"limits.max_connections":             integer(func(c *Config) *int { return &c.Limits.MaxConnections }),
+	"limits.max_connections_per_ip":      integer(func(c *Config) *int { return &c.Limits.MaxConnectionsPerIP }),
+	"limits.max_sessions_per_account_ip": integer(func(c *Config) *int { return &c.Limits.MaxSessionsPerAccountIP }),
+	"limits.max_command_line": func(c *Config, v any) error {
+		n, err := asSize(v)
+		if err != nil {
+			return err
+		}
+		if n < minCommandLine || n > maxCommandLineLimit {
+			return fmt.Errorf("%s is not between %d and %d bytes (a line is held in memory whole)", formatLimit(n), minCommandLine, maxCommandLineLimit)
+		}
+		c.Limits.MaxCommandLine = int(n)
+		return nil
+	},
+	"limits.max_auth_attempts":        integer(func(c *Config) *int { return &c.Limits.MaxAuthAttempts }),
+	"limits.idle_timeout":             duration(func(c *Config) *time.Duration { return &c.Limits.IdleTimeout }),
+	"limits.command_timeout":          duration(func(c *Config) *time.Duration { return &c.Limits.CommandTimeout }),
+	"limits.max_messages_per_session": integer(func(c *Config) *int { return &c.Limits.MaxMessagesPerSession }),
+	"log.format":                      str(func(c *Config) *string { return &c.Log.Format }),
+	"log.level":                       str(func(c *Config) *string { return &c.Log.Level }),
 }
 
 // apply stores the values of raw in c, visiting keys in file order so that
@@ -141,6 +179,49 @@ func boolean(field func(*Config) *bool) func(*Config, any) error {
 			return fmt.Errorf("want true or false, got %s", describe(v))
 		}
 		*field(c) = b
+		return nil
+	}
+}
+
+// formatLimit spells a size limit for an error message.
+func formatLimit(n int64) string {
+	if n == Unlimited {
+		return "unlimited"
+	}
+	return fmt.Sprint(n)
+}
+
+// integer returns a setter for an integer key; the range is Validate's.
+func integer(field func(*Config) *int) func(*Config, any) error {
+	return func(c *Config, v any) error {
+		n, err := asInt(v)
+		if err != nil {
+			return err
+		}
+		if n < -1<<31 || n > 1<<31-1 {
+			return fmt.Errorf("%d is out of range", n)
+		}
+		*field(c) = int(n)
+		return nil
+	}
+}
+
+// duration returns a setter for a duration key: a string such as "90s",
+// "10m" or "1h30m" (Go's time.ParseDuration).
+func duration(field func(*Config) *time.Duration) func(*Config, any) error {
+	return func(c *Config, v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("want a duration like \"10m\" or \"30s\", got %s", describe(v))
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("%q is not a duration like \"10m\", \"30s\" or \"1h30m\"", s)
+		}
+		if d < 0 {
+			return fmt.Errorf("%q is negative", s)
+		}
+		*field(c) = d
 		return nil
 	}
 }

@@ -9,9 +9,11 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Ranges of the SMTP limits.
@@ -25,6 +27,12 @@ const (
 	// maxRecipientsLimit bounds max_recipients: the recipients of a
 	// transaction are held in memory and each costs a store lookup.
 	maxRecipientsLimit = 100000
+	// maxCommandLineLimit bounds limits.max_command_line, for the same
+	// reason as maxLineLengthLimit.
+	maxCommandLineLimit = 16 << 20
+	// minCommandLine: an IMAP LOGIN with a long address and password, or
+	// a short UID set, must fit.
+	minCommandLine = 1000
 )
 
 // Validate checks c and returns the first problem as one line naming the
@@ -59,6 +67,15 @@ func (c *Config) Validate() error {
 	case PlaintextNever, PlaintextLoopback, PlaintextAlways:
 	default:
 		return c.keyError("auth.plaintext", "%q is not one of \"never\", \"loopback\", \"always\"", c.Auth.Plaintext)
+	}
+	if c.Auth.BlockAfter < 0 {
+		return c.keyError("auth.block_after", "%d is negative (0 turns blocking off)", c.Auth.BlockAfter)
+	}
+	if c.Auth.BlockAfter > 0 && c.Auth.BlockFor < time.Second {
+		return c.keyError("auth.block_for", "%v is shorter than a second", c.Auth.BlockFor)
+	}
+	if err := c.validateLimits(); err != nil {
+		return err
 	}
 	if c.Quota.Default < 0 && c.Quota.Default != Unlimited {
 		return c.keyError("quota.default", "%d is negative", c.Quota.Default)
@@ -114,6 +131,36 @@ func (c *Config) validateListen() error {
 	return nil
 }
 
+// validateLimits checks the [limits] table.
+func (c *Config) validateLimits() error {
+	l := c.Limits
+	for _, n := range []struct {
+		key       string
+		v, lo, hi int
+	}{
+		{"limits.max_connections", l.MaxConnections, 1, 1 << 20},
+		{"limits.max_connections_per_ip", l.MaxConnectionsPerIP, 1, 1 << 20},
+		{"limits.max_sessions_per_account_ip", l.MaxSessionsPerAccountIP, 1, 1 << 20},
+		{"limits.max_command_line", l.MaxCommandLine, minCommandLine, maxCommandLineLimit},
+		{"limits.max_auth_attempts", l.MaxAuthAttempts, 1, 100},
+		{"limits.max_messages_per_session", l.MaxMessagesPerSession, 1, 1 << 30},
+	} {
+		if n.v < n.lo || n.v > n.hi {
+			return c.keyError(n.key, "%d is not between %d and %d", n.v, n.lo, n.hi)
+		}
+	}
+	if l.MaxConnectionsPerIP > l.MaxConnections {
+		return c.keyError("limits.max_connections_per_ip", "%d is more than limits.max_connections (%d)", l.MaxConnectionsPerIP, l.MaxConnections)
+	}
+	if l.IdleTimeout != 0 && l.IdleTimeout < 10*time.Second {
+		return c.keyError("limits.idle_timeout", "%v is shorter than 10s (0 for the protocols' own defaults)", l.IdleTimeout)
+	}
+	if l.CommandTimeout < time.Second || l.CommandTimeout > 24*time.Hour {
+		return c.keyError("limits.command_timeout", "%v is not between 1s and 24h", l.CommandTimeout)
+	}
+	return nil
+}
+
 // checkListen checks a listener address and returns its port.
 func checkListen(addr string) (uint16, error) {
 	host, port, err := net.SplitHostPort(addr)
@@ -142,17 +189,63 @@ func (c *Config) validateTLS() error {
 	case cert == "" && key != "":
 		return c.keyError("tls.cert_file", "missing: tls.key_file needs its cert_file")
 	}
-	for _, f := range []struct{ key, path string }{{"tls.cert_file", cert}, {"tls.key_file", key}} {
+	if c.TLS.ACME {
+		if err := c.validateACME(); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct{ key, path string }{{"tls.cert_file", cert}, {"tls.key_file", key}, {"tls.acme_ca_root", c.TLS.ACMECARoot}} {
 		if f.path == "" {
 			continue
 		}
-		if _, err := os.ReadFile(f.path); err != nil {
+		// Opening proves readability; reading all of it is the certs
+		// package's job (and would never end on a device like /dev/zero).
+		fh, err := os.Open(f.path)
+		if err == nil {
+			var fi os.FileInfo
+			if fi, err = fh.Stat(); err == nil && fi.IsDir() {
+				err = errors.New("is a directory")
+			}
+			fh.Close()
+		}
+		if err != nil {
 			var pe *fs.PathError
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
 			return c.keyError(f.key, "cannot read %s: %v", f.path, err)
 		}
+	}
+	return nil
+}
+
+// validateACME checks the acme_* keys when tls.acme is on.
+func (c *Config) validateACME() error {
+	t := c.TLS
+	if t.CertFile != "" {
+		return c.keyError("tls.acme", "true together with tls.cert_file: choose one")
+	}
+	if t.ACMEDirectory != "" {
+		u, err := url.Parse(t.ACMEDirectory)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return c.keyError("tls.acme_directory", "%q is not an https:// URL", t.ACMEDirectory)
+		}
+	}
+	for _, h := range t.ACMEHosts {
+		if err := checkDomain(h); err != nil {
+			return c.keyError("tls.acme_hosts", "%v", err)
+		}
+	}
+	for _, p := range []struct {
+		key  string
+		port int
+	}{{"tls.acme_http_port", t.ACMEHTTPPort}, {"tls.acme_tls_port", t.ACMETLSPort}} {
+		if p.port < 0 || p.port > 65535 {
+			return c.keyError(p.key, "%d is not a port 0-65535", p.port)
+		}
+	}
+	if t.ACMEHTTPPort == 0 && t.ACMETLSPort == 0 {
+		return c.keyError("tls.acme_tls_port", "0 together with acme_http_port = 0 leaves no way to answer the CA")
 	}
 	return nil
 }

@@ -10,8 +10,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
-	"sync"
-	"time"
 
 	"loft/internal/auth"
 	"loft/internal/config"
@@ -48,7 +46,7 @@ func (s *session) capabilities() []string {
 		if s.passwordAllowed() {
 			caps = append(caps,
 				"USER", // RFC 2449 §6.2
-				"SASL "+strings.Join(auth.PasswordMechanisms, " ")) // RFC 2449 §6.3, RFC 5034 §3
+				"SASL "+strings.Join(auth.Mechanisms, " ")) // RFC 2449 §6.3, RFC 5034 §3
 		}
 		if s.canSTLS() {
 			caps = append(caps, "STLS") // RFC 2595 §4
@@ -145,14 +143,14 @@ func (s *session) cmdAuth(args string) error {
 	if mech == "" {
 		s.w.WriteString("+OK Mechanisms follow\r\n")
 		if s.passwordAllowed() {
-			for _, m := range auth.PasswordMechanisms {
+			for _, m := range auth.Mechanisms {
 				s.w.WriteString(m + "\r\n")
 			}
 		}
 		s.w.WriteString(".\r\n")
 		return nil
 	}
-	ex, err := auth.NewPasswordExchange(mech)
+	ex, err := s.srv.opts.Auth.Start(mech, s.remote)
 	if err != nil {
 		return errUnsupportedSASL
 	}
@@ -168,20 +166,18 @@ func (s *session) cmdAuth(args string) error {
 			return err
 		}
 	}
+	ctx, cancel := s.loginContext()
+	defer cancel()
 	for range maxSASLSteps {
-		challenge, creds, err := ex.Next(response)
+		challenge, id, err := ex.Next(ctx, response)
 		switch {
-		case errors.Is(err, auth.ErrAuthzID):
-			return s.loginFailed("", "authorization identity differs")
 		case err != nil:
-			s.authFailures++
-			if s.authFailures >= maxAuthFailures {
-				s.done = true
-			}
-			return errBadSASL
-		case creds != nil:
-			return s.login(creds.Username, creds.Password)
+			return s.authFailed(err)
+		case id != nil:
+			return s.open(id)
 		}
+		// RFC 5034 §4: a challenge, or SCRAM's server-final message, as a
+		// continuation; an empty one is "+ " with nothing after.
 		s.w.WriteString("+ " + base64.StdEncoding.EncodeToString(challenge) + "\r\n")
 		if err := s.w.Flush(); err != nil {
 			return &fatalError{err}
@@ -216,56 +212,85 @@ func decodeSASL(s string) ([]byte, error) {
 	return b, nil
 }
 
-// login checks a password and, if it is right, takes the INBOX snapshot
-// and enters the TRANSACTION state.
+// loginContext bounds a login's waits (the hashing queue, the throttle's
+// delay) by the server's life: a shutdown cuts them short.
+func (s *session) loginContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-s.srv.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// login checks USER/PASS credentials and, if they are right, takes the
+// INBOX snapshot and enters the TRANSACTION state.
 func (s *session) login(username, password string) error {
-	ctx := context.Background()
-	id, hash, err := s.srv.st.PasswordHash(ctx, username)
-	if errors.Is(err, store.ErrNoAccount) {
-		// Spend the time a real check takes, so that timing does not
-		// tell which accounts exist.
-		auth.VerifyPassword(s.srv.dummyHash(), password)
-		return s.loginFailed(username, "no such account")
-	}
+	ctx, cancel := s.loginContext()
+	defer cancel()
+	id, err := s.srv.opts.Auth.CheckPassword(ctx, s.remote, username, password)
 	if err != nil {
-		return err
+		return s.authFailed(err)
 	}
-	ok, err := auth.VerifyPassword(hash, password)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return s.loginFailed(username, "wrong password")
-	}
-	return s.open(id, strings.ToLower(username))
+	return s.open(id)
 }
 
-// loginFailed answers a failed login after the throttle's delay, and
-// closes the connection after maxAuthFailures.
-func (s *session) loginFailed(username, why string) error {
-	s.authFailures++
-	delay := s.srv.opts.Throttle.Failed(s.remote, username)
-	s.log.Info("login failed", "account", username, "reason", why, "failures", s.authFailures, "delay", delay)
-	t := time.NewTimer(delay)
-	select {
-	case <-t.C:
-	case <-s.srv.done:
-		t.Stop()
-	}
-	if s.authFailures >= maxAuthFailures {
+// authFailed answers a login that did not succeed: a wrong password or
+// unknown account alike (RFC 3206 [AUTH]), closing the connection after
+// MaxAuthFailures; a blocked address ([SYS/TEMP], closing at once); a
+// malformed exchange; or a server failure.
+func (s *session) authFailed(err error) error {
+	var failed *auth.FailedError
+	switch {
+	case errors.As(err, &failed):
+		s.authFailures++
+		s.log.Info("login failed", "account", failed.Username, "reason", failed.Reason,
+			"failures", s.authFailures, "delay", failed.Delay)
+		if s.authFailures >= s.srv.opts.MaxAuthFailures {
+			s.done = true
+			return errAuthTooMany
+		}
+		return errAuthFailed
+	case errors.Is(err, auth.ErrBlocked):
+		s.log.Info("login refused: address blocked after too many failures")
 		s.done = true
-		return errAuthTooMany
+		return errBlocked
+	case errors.Is(err, auth.ErrAuthzID):
+		// A PLAIN or SCRAM authorization identity other than the login
+		// name: no one may act as another, so it is a failed login.
+		ctx, cancel := s.loginContext()
+		defer cancel()
+		return s.authFailed(s.srv.opts.Auth.Failed(ctx, s.remote, "", "authorization identity differs"))
+	case errors.Is(err, auth.ErrMalformedResponse):
+		s.authFailures++
+		if s.authFailures >= s.srv.opts.MaxAuthFailures {
+			s.done = true
+		}
+		return errBadSASL
 	}
-	return errAuthFailed
+	return err
 }
 
-// open takes the exclusive lock if configured, subscribes to the
-// account's changes, then snapshots the INBOX (subscribing first, so that
-// no expunge between the two is missed).
-func (s *session) open(accountID int64, address string) error {
+// open counts the session against the per-address limit of its account,
+// takes the exclusive lock if configured, subscribes to the account's
+// changes, then snapshots the INBOX (subscribing first, so that no expunge
+// between the two is missed).
+func (s *session) open(id *auth.Identity) error {
+	accountID, address := id.AccountID, id.Address
+	release, ok := s.srv.opts.Auth.OpenSession(id, s.remote)
+	if !ok {
+		s.log.Info("login refused: too many sessions of the account from this address", "account", address)
+		return errTooManySessions
+	}
+	s.release = release
 	if s.srv.opts.Exclusive {
 		held, ok := s.srv.lock(accountID, s.remote.String())
 		if !ok {
+			s.release()
+			s.release = nil
 			s.log.Info("mailbox in use", "account", address, "held_by", held.remote, "since", held.since)
 			return errInUse(held)
 		}
@@ -284,6 +309,8 @@ func (s *session) open(accountID int64, address string) error {
 			s.srv.unlock(accountID)
 			s.locked = false
 		}
+		s.release()
+		s.release = nil
 		return err
 	}
 	msgs := make([]message, len(infos))
@@ -299,22 +326,4 @@ func (s *session) open(accountID int64, address string) error {
 	s.log.Info("logged in", "tls", s.tls, "messages", len(msgs))
 	s.ok("%s has %d messages (%d octets)", address, len(msgs), total)
 	return nil
-}
-
-// dummyHash is a password hash that no password matches, checked for
-// logins to unknown accounts.
-func (s *Server) dummyHash() string {
-	s.dummyOnce.Do(func() {
-		h, err := auth.HashPassword("loft-unknown-account")
-		if err == nil {
-			s.dummy = h
-		}
-	})
-	return s.dummy
-}
-
-// dummyState backs Server.dummyHash.
-type dummyState struct {
-	dummyOnce sync.Once
-	dummy     string
 }

@@ -32,12 +32,12 @@ func TestPOP3CapaPerState(t *testing.T) {
 	c := ts.dial()
 	// Plain connection from loopback (passwords allowed there by default).
 	c.cmd("CAPA").expectBody("+OK Capability list follows",
-		"TOP", "USER", "SASL PLAIN LOGIN", "STLS", "RESP-CODES", "AUTH-RESP-CODE",
+		"TOP", "USER", "SASL SCRAM-SHA-256 PLAIN LOGIN", "STLS", "RESP-CODES", "AUTH-RESP-CODE",
 		"PIPELINING", "EXPIRE NEVER", "UIDL", "IMPLEMENTATION Loft")
 	// Under TLS: no STLS.
 	c.starttls()
 	c.cmd("CAPA").expectBody("+OK Capability list follows",
-		"TOP", "USER", "SASL PLAIN LOGIN", "RESP-CODES", "AUTH-RESP-CODE",
+		"TOP", "USER", "SASL SCRAM-SHA-256 PLAIN LOGIN", "RESP-CODES", "AUTH-RESP-CODE",
 		"PIPELINING", "EXPIRE NEVER", "UIDL", "IMPLEMENTATION Loft")
 	// After login: no USER, SASL or STLS, whose commands are not valid any more.
 	c.login(a.Address)
@@ -201,7 +201,7 @@ func TestPOP3AuthPlain(t *testing.T) {
 	c.cmd("*").expect("-ERR Authentication cancelled")
 	c.cmd("AUTH PLAIN !!!").expect("-ERR Invalid base64 in the SASL exchange")
 	c.cmd("AUTH CRAM-MD5").expect("-ERR Unsupported authentication mechanism")
-	c.cmd("AUTH").expectBody("+OK Mechanisms follow", "PLAIN", "LOGIN")
+	c.cmd("AUTH").expectBody("+OK Mechanisms follow", "SCRAM-SHA-256", "PLAIN", "LOGIN")
 	c.cmd("NOOP").expect("-ERR NOOP is not valid before login")
 }
 

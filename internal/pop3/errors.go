@@ -59,6 +59,10 @@ var (
 	errAlreadyTLS      = &reply{text: "TLS is already active"}
 	errNoTLS           = &reply{text: "STLS is not available on this server"}
 	errShuttingDown    = &reply{code: codeSysTemp, text: "Server shutting down; nothing was deleted, try again later"}
+	// errBlocked: the address failed too often (auth.Throttle); not
+	// [AUTH], which would make clients ask for a new password.
+	errBlocked         = &reply{code: codeSysTemp, text: "Too many failed logins from your address; try again later"}
+	errTooManySessions = &reply{code: codeSysTemp, text: "Too many sessions of this account from your address; close some and try again"}
 )
 
 // errNeedTLS refuses a password on a connection where auth.plaintext does

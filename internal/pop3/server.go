@@ -37,6 +37,15 @@ const (
 	writeTimeout = time.Minute
 	// handshakeTimeout bounds a TLS handshake (pop3s or after STLS).
 	handshakeTimeout = 30 * time.Second
+	// DefaultCommandTimeout bounds the time from the first byte of a
+	// command line to its end: a client trickling a byte a minute
+	// (slowloris) is dropped after it instead of holding a session for
+	// the idle timeout per byte.
+	DefaultCommandTimeout = 2 * time.Minute
+	// DefaultMaxAuthFailures failed logins on one connection close it, so
+	// that the throttle's delays cannot be sidestepped by pipelining
+	// guesses.
+	DefaultMaxAuthFailures = 3
 )
 
 // Options configure a Server.
@@ -57,13 +66,23 @@ type Options struct {
 	Exclusive bool
 	// MarkSeen sets \Seen on each message retrieved with RETR (not TOP).
 	MarkSeen bool
-	// Throttle slows down failed logins; nil uses a private one with the
-	// defaults. Share one between protocols so failures add up.
+	// Auth checks logins (password cache, hashing cap, SCRAM, blocking,
+	// sessions per account and address); nil makes one on Store and
+	// Throttle. Share one between protocols.
+	Auth *auth.Authenticator
+	// Throttle slows down failed logins when Auth is nil; nil uses a
+	// private one with the defaults.
 	Throttle *auth.Throttle
 	// IdleTimeout closes a session without commands; 0 means
 	// DefaultIdleTimeout. Tests shorten it.
 	IdleTimeout time.Duration
-	Logger      *slog.Logger
+	// CommandTimeout bounds reading one command line once it has begun;
+	// 0 means DefaultCommandTimeout.
+	CommandTimeout time.Duration
+	// MaxAuthFailures failed logins close the connection; 0 means
+	// DefaultMaxAuthFailures.
+	MaxAuthFailures int
+	Logger          *slog.Logger
 }
 
 // Server is a POP3 server. One Server may serve several listeners (pop3 and
@@ -79,7 +98,6 @@ type Server struct {
 	// done is closed with closing set, to cut login-failure delays short.
 	done     chan struct{}
 	doneOnce sync.Once
-	dummyState
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -101,11 +119,18 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if opts.Throttle == nil {
-		opts.Throttle = auth.NewThrottle(auth.ThrottleOptions{})
+	if opts.Auth == nil {
+		opts.Auth = auth.NewAuthenticator(auth.AuthenticatorOptions{
+			Accounts: opts.Store, Throttle: opts.Throttle, Logger: log})
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	if opts.MaxAuthFailures <= 0 {
+		opts.MaxAuthFailures = DefaultMaxAuthFailures
 	}
 	return &Server{
 		st:        opts.Store,

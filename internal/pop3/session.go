@@ -37,9 +37,6 @@ const (
 	// maxDiscard is how much of an overlong line is read and dropped
 	// before the connection is given up as not speaking POP3 at all.
 	maxDiscard = 64 << 10
-	// maxAuthFailures failed logins on one connection close it, so that
-	// the throttle's delays cannot be sidestepped by pipelining guesses.
-	maxAuthFailures = 3
 	// readBufferSize is the command reader's buffer: commands are short,
 	// and idle sessions are many.
 	readBufferSize = 1 << 10
@@ -103,6 +100,7 @@ type session struct {
 
 	user         string // from USER, awaiting PASS
 	authFailures int    // on this connection
+	release      func() // frees the account's place in the per-address session count
 
 	// TRANSACTION state: the snapshot taken at login.
 	accountID int64
@@ -242,6 +240,11 @@ var errClosing = errors.New("pop3: server shutting down")
 // returns it without its line ending. An overlong line is read to its end
 // and dropped, and errLineTooLong returned; one longer than maxDiscard
 // ends the session. The idle timeout applies to each line.
+//
+// Two deadlines apply: the idle timeout until the line's first byte, then
+// the command timeout for the rest of it, so that a client sending a byte
+// a minute is dropped once the command timeout is over rather than kept
+// as long as it likes.
 func (s *session) readLine(limit int) (string, error) {
 	s.raw.SetReadDeadline(time.Now().Add(s.srv.opts.IdleTimeout))
 	// Checked after setting the deadline: interrupt sets closing first,
@@ -249,6 +252,13 @@ func (s *session) readLine(limit int) (string, error) {
 	if s.srv.closing.Load() {
 		return "", errClosing
 	}
+	if _, err := s.r.Peek(1); err != nil {
+		return "", err
+	}
+	if s.srv.closing.Load() {
+		return "", errClosing
+	}
+	s.raw.SetReadDeadline(time.Now().Add(min(s.srv.opts.CommandTimeout, s.srv.opts.IdleTimeout)))
 	var long []byte // a line longer than the reader's buffer
 	for {
 		frag, err := s.r.ReadSlice('\n')
@@ -343,6 +353,9 @@ func (s *session) end() {
 	}
 	if s.locked {
 		s.srv.unlock(s.accountID)
+	}
+	if s.release != nil {
+		s.release()
 	}
 	s.conn.Close()
 	s.srv.endSession(s)

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,9 @@ type Server struct {
 	Store *store.Store
 	lock  *os.File
 	tls   *tls.Config
+	certs *certs.Holder
+	// stopWatch ends the certificate file watch.
+	stopWatch context.CancelFunc
 
 	listeners []Listener
 	services  []service
@@ -60,8 +64,13 @@ type service interface {
 // interrupted run, binds every configured listener and starts serving.
 // Any failure is returned before anything is served.
 func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	// Mail, password hashes and keys are for Loft's user alone.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+	}
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("data directory is accessible to other users; chmod 700 it", "data_dir", cfg.DataDir,
+			"mode", fi.Mode().Perm().String())
 	}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
@@ -82,58 +91,80 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if _, err := s.Store.Recover(context.Background()); err != nil {
 		return nil, err
 	}
-	s.tls, err = certs.Config(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.DataDir, cfg.Hostname)
-	if err != nil {
+	if err := s.startTLS(); err != nil {
 		return nil, err
 	}
+	lim := cfg.Limits
 	smtpOpts := smtp.Options{
-		Hostname:       cfg.Hostname,
-		Domains:        cfg.Domains,
-		MaxMessageSize: max(cfg.SMTP.MaxMessageSize, 0), // Unlimited: go-smtp's 0
-		MaxRecipients:  cfg.SMTP.MaxRecipients,
-		MaxLineLength:  cfg.SMTP.MaxLineLength,
-		TLS:            s.tls,
-		Logger:         log,
+		Hostname:              cfg.Hostname,
+		Domains:               cfg.Domains,
+		MaxMessageSize:        max(cfg.SMTP.MaxMessageSize, 0), // Unlimited: go-smtp's 0
+		MaxRecipients:         cfg.SMTP.MaxRecipients,
+		MaxLineLength:         cfg.SMTP.MaxLineLength,
+		TLS:                   s.tls,
+		IdleTimeout:           lim.IdleTimeout,
+		CommandTimeout:        lim.CommandTimeout,
+		MaxMessagesPerSession: lim.MaxMessagesPerSession,
+		Logger:                log,
 	}
 	lmtpOpts := smtpOpts
 	lmtpOpts.LMTP = true
-	// One throttle for every protocol: a password guesser does not get a
-	// fresh allowance by switching from POP3 to IMAP.
-	throttle := auth.NewThrottle(auth.ThrottleOptions{})
+	// One throttle and one authenticator for every protocol: a password
+	// guesser does not get a fresh allowance by switching from POP3 to
+	// IMAP, and a login cached over one serves the other.
+	throttle := auth.NewThrottle(auth.ThrottleOptions{
+		BlockAfter: cfg.Auth.BlockAfter,
+		BlockFor:   cfg.Auth.BlockFor,
+		Logger:     log.With("component", "auth"),
+	})
+	authn := auth.NewAuthenticator(auth.AuthenticatorOptions{
+		Accounts:                s.Store,
+		Throttle:                throttle,
+		MaxSessionsPerAccountIP: lim.MaxSessionsPerAccountIP,
+		Logger:                  log.With("component", "auth"),
+	})
 	// One POP3 server for both listeners, so that pop3 and pop3s sessions
 	// share the exclusive-mode locks.
 	pop := pop3.New(pop3.Options{
-		Store:     s.Store,
-		TLS:       s.tls,
-		Hostname:  cfg.Hostname,
-		Plaintext: cfg.Auth.Plaintext,
-		Exclusive: cfg.POP3.Exclusive,
-		MarkSeen:  cfg.POP3.MarkSeen,
-		Throttle:  throttle,
-		Logger:    log,
+		Store:           s.Store,
+		TLS:             s.tls,
+		Hostname:        cfg.Hostname,
+		Plaintext:       cfg.Auth.Plaintext,
+		Exclusive:       cfg.POP3.Exclusive,
+		MarkSeen:        cfg.POP3.MarkSeen,
+		Auth:            authn,
+		IdleTimeout:     lim.IdleTimeout,
+		CommandTimeout:  lim.CommandTimeout,
+		MaxAuthFailures: lim.MaxAuthAttempts,
+		Logger:          log,
 	})
 	// One IMAP configuration for both listeners; imaps differs only in
 	// speaking TLS from the start. The throttle is shared by the two.
 	imapOpts := imap.Options{
-		Hostname:  cfg.Hostname,
-		TLS:       s.tls,
-		Plaintext: cfg.Auth.Plaintext,
-		Throttle:  throttle,
-		Logger:    log,
+		Hostname:    cfg.Hostname,
+		TLS:         s.tls,
+		Plaintext:   cfg.Auth.Plaintext,
+		Throttle:    throttle,
+		IdleTimeout: lim.IdleTimeout, // 0: IMAP's own 30 minutes
+		Logger:      log,
 	}
 	imapsOpts := imapOpts
 	imapsOpts.ImplicitTLS = true
+	// Connection limits count every listener together.
+	conns := newConnLimits(lim.MaxConnections, lim.MaxConnectionsPerIP)
 	bind := []struct {
-		name string
-		addr string
-		svc  func() service
+		name    string
+		addr    string
+		svc     func() service
+		refuse  refusal
+		blocked bool // refuse addresses blocked after failed logins
 	}{
-		{"smtp", cfg.Listen.SMTP, func() service { return smtp.New(s.Store, smtpOpts) }},
-		{"lmtp", cfg.Listen.LMTP, func() service { return smtp.New(s.Store, lmtpOpts) }},
-		{"imap", cfg.Listen.IMAP, func() service { return imap.New(s.Store, imapOpts) }},
-		{"imaps", cfg.Listen.IMAPS, func() service { return imap.New(s.Store, imapsOpts) }},
-		{"pop3", cfg.Listen.POP3, func() service { return pop }},
-		{"pop3s", cfg.Listen.POP3S, func() service { return pop.ImplicitTLS() }},
+		{"smtp", cfg.Listen.SMTP, func() service { return smtp.New(s.Store, smtpOpts) }, smtpRefusal(cfg.Hostname), false},
+		{"lmtp", cfg.Listen.LMTP, func() service { return smtp.New(s.Store, lmtpOpts) }, smtpRefusal(cfg.Hostname), false},
+		{"imap", cfg.Listen.IMAP, func() service { return imap.New(s.Store, imapOpts) }, imapRefusal, true},
+		{"imaps", cfg.Listen.IMAPS, func() service { return imap.New(s.Store, imapsOpts) }, silentRefusal, true},
+		{"pop3", cfg.Listen.POP3, func() service { return pop }, pop3Refusal, true},
+		{"pop3s", cfg.Listen.POP3S, func() service { return pop.ImplicitTLS() }, silentRefusal, true},
 	}
 	// Bind every listener before serving any, so that a port already in
 	// use fails the start with nothing left running.
@@ -149,7 +180,11 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			}
 			return nil, fmt.Errorf("listen %s on %s: %w", b.name, b.addr, err)
 		}
-		bound = append(bound, l)
+		ll := &limitedListener{Listener: l, name: b.name, limits: conns, refuse: b.refuse, log: log}
+		if b.blocked {
+			ll.blocked = authn.Blocked
+		}
+		bound = append(bound, ll)
 		s.listeners = append(s.listeners, Listener{Name: b.name, Addr: l.Addr()})
 		s.services = append(s.services, b.svc())
 	}
@@ -172,6 +207,58 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	ok = true
 	return s, nil
+}
+
+// startTLS loads the certificate (files, ACME or self-signed) and, for
+// files, starts watching them for changes.
+func (s *Server) startTLS() error {
+	cfg := s.cfg
+	opts := certs.Options{
+		CertFile: cfg.TLS.CertFile,
+		KeyFile:  cfg.TLS.KeyFile,
+		DataDir:  cfg.DataDir,
+		Hostname: cfg.Hostname,
+		Logger:   s.log,
+	}
+	if cfg.TLS.ACME {
+		a := &certs.ACME{
+			Directory: cfg.TLS.ACMEDirectory,
+			Email:     cfg.TLS.ACMEEmail,
+			Hosts:     cfg.TLS.ACMEHosts,
+			HTTPPort:  cfg.TLS.ACMEHTTPPort,
+			TLSPort:   cfg.TLS.ACMETLSPort,
+		}
+		if cfg.TLS.ACMECARoot != "" {
+			pem, err := os.ReadFile(cfg.TLS.ACMECARoot)
+			if err != nil {
+				return fmt.Errorf("tls.acme_ca_root: %w", err)
+			}
+			a.Roots = x509.NewCertPool()
+			if !a.Roots.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("tls.acme_ca_root %s: no PEM certificate", cfg.TLS.ACMECARoot)
+			}
+		}
+		opts.ACME = a
+	}
+	h, err := certs.New(opts)
+	if err != nil {
+		return err
+	}
+	s.certs, s.tls = h, h.TLSConfig()
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopWatch = cancel
+	go h.Watch(ctx, certs.DefaultWatchInterval)
+	return nil
+}
+
+// ReloadTLS reads the certificate files again (SIGHUP). New connections get
+// the new certificate; on error the current one stays in use.
+func (s *Server) ReloadTLS() error {
+	if err := s.certs.Reload(); err != nil {
+		return err
+	}
+	s.log.Info("certificate reloaded", "not_after", s.certs.Certificate().Leaf.NotAfter)
+	return nil
 }
 
 // Listeners are the bound listeners, in start order.
@@ -205,6 +292,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) close() {
+	if s.stopWatch != nil {
+		s.stopWatch()
+	}
+	if s.certs != nil {
+		s.certs.Close()
+	}
 	if s.Store != nil {
 		s.Store.Close()
 	}
@@ -218,7 +311,7 @@ func (s *Server) close() {
 // commands do not take the lock; SQLite serialises their writes.
 func lockDataDir(dir string) (*os.File, error) {
 	path := filepath.Join(dir, "serve.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}

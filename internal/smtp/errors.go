@@ -24,6 +24,10 @@ var (
 		Message: "Not stored because another recipient refused the message; try again"}
 	errShuttingDown = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 3, 2},
 		Message: "Server shutting down; try again later"}
+	// errTooManyMessages: limits.max_messages_per_session reached; the
+	// client reconnects for more (RFC 5321 §3.8: 421 closes the session).
+	errTooManyMessages = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
+		Message: "Too many messages in this session; reconnect to send more"}
 	errTemporary = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0},
 		Message: "Local error in processing; try again later"}
 )

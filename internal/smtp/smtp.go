@@ -25,10 +25,13 @@ import (
 )
 
 // Timeouts. RFC 5321 §4.5.3.2 asks servers to wait at least 5 minutes for a
-// command and 10 for the end of DATA; a read timeout covers both.
+// command and 10 for the end of DATA; one idle timeout covers both, and
+// DefaultCommandTimeout (conn.go) bounds a command once begun.
 const (
-	readTimeout  = 10 * time.Minute
-	writeTimeout = 1 * time.Minute
+	// DefaultIdleTimeout is the wait for a command, and for the whole of
+	// a message's data after its DATA command.
+	DefaultIdleTimeout = 10 * time.Minute
+	writeTimeout       = 1 * time.Minute
 )
 
 // Options configure a Server.
@@ -44,8 +47,17 @@ type Options struct {
 	// which has lines of many thousands of characters.
 	MaxLineLength int
 	// TLS, if set, is offered with STARTTLS.
-	TLS    *tls.Config
-	Logger *slog.Logger
+	TLS *tls.Config
+	// IdleTimeout is DefaultIdleTimeout if 0.
+	IdleTimeout time.Duration
+	// CommandTimeout bounds a command line once begun;
+	// DefaultCommandTimeout if 0.
+	CommandTimeout time.Duration
+	// MaxMessagesPerSession, if positive, is the most messages one SMTP
+	// connection may deliver; the next MAIL gets 421 and the connection
+	// closes. Not applied to LMTP, whose client is a trusted MTA.
+	MaxMessagesPerSession int
+	Logger                *slog.Logger
 }
 
 // Server is an SMTP or LMTP listener's server.
@@ -82,7 +94,14 @@ func New(st *store.Store, opts Options) *Server {
 	srv.MaxRecipients = opts.MaxRecipients
 	srv.MaxLineLength = opts.MaxLineLength
 	srv.TLSConfig = opts.TLS
-	srv.ReadTimeout = readTimeout
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	s.opts = opts
+	srv.ReadTimeout = opts.IdleTimeout
 	srv.WriteTimeout = writeTimeout
 	srv.EnableSMTPUTF8 = true
 	srv.ErrorLog = logAdapter{log}
@@ -100,7 +119,7 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
-	err := s.srv.Serve(l)
+	err := s.srv.Serve(guardListener{Listener: l, commandTimeout: s.opts.CommandTimeout})
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
@@ -165,10 +184,11 @@ func (s *Server) Close() error { return s.srv.Close() }
 func (s *Server) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	id := s.seq.Add(1)
 	return &session{
-		s:    s,
-		conn: c,
-		log:  s.log.With("session", id, "remote", c.Conn().RemoteAddr().String()),
-		id:   id,
+		s:     s,
+		conn:  c,
+		guard: guardOf(c.Conn()),
+		log:   s.log.With("session", id, "remote", c.Conn().RemoteAddr().String()),
+		id:    id,
 	}, nil
 }
 
@@ -183,6 +203,10 @@ type session struct {
 	conn *gosmtp.Conn
 	log  *slog.Logger
 	id   uint64
+	// guard is the connection's guardConn (nil in tests that bypass
+	// Serve).
+	guard    *guardConn
+	messages int // transactions answered so far on this connection
 
 	from     string
 	mailOpts gosmtp.MailOptions
@@ -211,6 +235,13 @@ func (ss *session) Logout() error {
 // under way: a shutdown waits for it (bounded) rather than cut it off.
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	ss.Reset()
+	if limit := ss.s.opts.MaxMessagesPerSession; limit > 0 && !ss.s.opts.LMTP && ss.messages >= limit {
+		ss.log.Info("messages per session limit reached; closing", "messages", ss.messages)
+		if ss.guard != nil {
+			ss.guard.closeAfter.Store(true)
+		}
+		return errTooManyMessages
+	}
 	if !ss.s.begin() {
 		return errShuttingDown
 	}
@@ -251,6 +282,11 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 // Data delivers an SMTP transaction: all recipients or none, since one
 // reply answers for all of them (see store.DeliverOptions.AllOrNothing).
 func (ss *session) Data(r io.Reader) error {
+	ss.messages++
+	if ss.guard != nil {
+		ss.guard.beginData()
+		defer ss.guard.endData()
+	}
 	results, err := ss.deliver(r, true)
 	if err != nil {
 		return reply(err)
@@ -266,6 +302,11 @@ func (ss *session) Data(r io.Reader) error {
 // LMTPData delivers an LMTP transaction with one reply per recipient, so
 // that one full mailbox does not bounce the message for the others.
 func (ss *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
+	ss.messages++
+	if ss.guard != nil {
+		ss.guard.beginData()
+		defer ss.guard.endData()
+	}
 	results, err := ss.deliver(r, false)
 	if err != nil {
 		return reply(err)

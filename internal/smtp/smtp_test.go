@@ -27,6 +27,12 @@ const testMaxSize = 1 << 20
 
 func newEnv(t *testing.T, defaultQuota int64) *env {
 	t.Helper()
+	return newEnvWith(t, defaultQuota, nil)
+}
+
+// newEnvWith is newEnv with Options changed by edit (for both servers).
+func newEnvWith(t *testing.T, defaultQuota int64, edit func(*Options)) *env {
+	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(context.Background(), store.Options{Dir: dir, DefaultQuota: defaultQuota})
 	if err != nil {
@@ -38,7 +44,7 @@ func newEnv(t *testing.T, defaultQuota int64) *env {
 	}
 	e := &env{st: st}
 	for _, lmtp := range []bool{false, true} {
-		srv := New(st, Options{
+		opts := Options{
 			LMTP:           lmtp,
 			Hostname:       "mx.example.test",
 			Domains:        []string{"example.test"},
@@ -46,7 +52,11 @@ func newEnv(t *testing.T, defaultQuota int64) *env {
 			MaxRecipients:  100,
 			MaxLineLength:  64000,
 			TLS:            tlsConf,
-		})
+		}
+		if edit != nil {
+			edit(&opts)
+		}
+		srv := New(st, opts)
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)

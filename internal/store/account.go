@@ -45,8 +45,15 @@ func (s *Store) effectiveQuota(q sql.NullInt64) (int64, bool) {
 }
 
 // CreateAccount adds an account with the default mailboxes. quota is in
-// bytes; pass nil to follow the configured default.
+// bytes; pass nil to follow the configured default. The account has no
+// SCRAM keys; CreateAccountWithCredentials sets both.
 func (s *Store) CreateAccount(ctx context.Context, address, passwordHash string, quota *int64) (*Account, error) {
+	return s.CreateAccountWithCredentials(ctx, address, Credentials{PasswordHash: passwordHash}, quota)
+}
+
+// CreateAccountWithCredentials adds an account with the default mailboxes
+// and its password hash and SCRAM keys (see Credentials).
+func (s *Store) CreateAccountWithCredentials(ctx context.Context, address string, cred Credentials, quota *int64) (*Account, error) {
 	addr := normAddress(address)
 	var id int64
 	err := s.write(ctx, func(t *txn) error {
@@ -54,8 +61,8 @@ func (s *Store) CreateAccount(ctx context.Context, address, passwordHash string,
 		if quota != nil {
 			q = sql.NullInt64{Int64: *quota, Valid: true}
 		}
-		res, err := t.exec(`INSERT INTO accounts(address, password_hash, quota, created) VALUES (?, ?, ?, ?)
-			ON CONFLICT(address) DO NOTHING`, addr, passwordHash, q, time.Now().Unix())
+		res, err := t.exec(`INSERT INTO accounts(address, password_hash, scram_sha256, quota, created) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT(address) DO NOTHING`, addr, cred.PasswordHash, cred.SCRAMSHA256, q, time.Now().Unix())
 		if err != nil {
 			return err
 		}
@@ -139,11 +146,12 @@ func (s *Store) PasswordHash(ctx context.Context, address string) (id int64, has
 	return id, hash, nil
 }
 
-// SetPassword replaces an account's password hash.
+// SetPassword replaces an account's password hash and drops its SCRAM
+// keys, which belong to the old password (SetCredentials sets both).
 func (s *Store) SetPassword(ctx context.Context, address, passwordHash string) error {
 	addr := normAddress(address)
 	err := s.write(ctx, func(t *txn) error {
-		res, err := t.exec(`UPDATE accounts SET password_hash = ? WHERE address = ?`, passwordHash, addr)
+		res, err := t.exec(`UPDATE accounts SET password_hash = ?, scram_sha256 = '' WHERE address = ?`, passwordHash, addr)
 		return noRowsIs(res, err, ErrNoAccount)
 	})
 	if err != nil {

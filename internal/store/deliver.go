@@ -160,7 +160,9 @@ func (s *Store) Append(ctx context.Context, accountID int64, mailbox string, r i
 type newBody struct {
 	id        string
 	size      int64
-	structure []byte // JSON of message.Message
+	structure []byte     // JSON of message.Message
+	index     *bodyIndex // search, sort and preview data (fts.go)
+	sha256    []byte     // of the stored bytes, verified by Check
 }
 
 // writeBody writes r to a new blob with CRLF line endings, makes it
@@ -175,7 +177,8 @@ func (s *Store) writeBody(r io.Reader) (*newBody, error) {
 	defer capPool.Put(mem)
 	mem.buf.Reset()
 	mem.over = false
-	size, err := blob.CopyCRLF(io.MultiWriter(w, mem), r)
+	h := newBodyHash()
+	size, err := blob.CopyCRLF(io.MultiWriter(w, mem, h), r)
 	if err != nil {
 		return nil, fmt.Errorf("write body: %w", err)
 	}
@@ -203,7 +206,12 @@ func (s *Store) writeBody(r io.Reader) (*newBody, error) {
 		s.blobs.Remove(w.ID)
 		return nil, fmt.Errorf("encode structure of %s: %w", w.ID, err)
 	}
-	return &newBody{id: w.ID, size: size, structure: structure}, nil
+	index, err := s.analyzeNew(w.ID, mem, msg)
+	if err != nil {
+		s.blobs.Remove(w.ID)
+		return nil, fmt.Errorf("index body %s: %w", w.ID, err)
+	}
+	return &newBody{id: w.ID, size: size, structure: structure, index: index, sha256: h.Sum(nil)}, nil
 }
 
 // capPool recycles the in-memory copies of new bodies.
@@ -228,9 +236,12 @@ func (c *capped) Write(p []byte) (int, error) {
 }
 
 func insertBody(t *txn, b *newBody) error {
-	_, err := t.exec(`INSERT INTO bodies(blob, size, structure) VALUES (?, ?, ?) ON CONFLICT(blob) DO NOTHING`,
-		b.id, b.size, b.structure)
+	_, err := t.exec(`INSERT INTO bodies(blob, size, structure, sha256) VALUES (?, ?, ?, ?) ON CONFLICT(blob) DO NOTHING`,
+		b.id, b.size, b.structure, b.sha256)
 	t.bodies = append(t.bodies, b.id)
+	if err == nil && b.index != nil {
+		err = insertBodyIndex(t, b.id, b.index)
+	}
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Separator is the hierarchy separator of mailbox names.
@@ -114,8 +115,12 @@ func validName(name string) error {
 		return errors.New("name starts or ends with the separator")
 	case strings.Contains(name, Separator+Separator):
 		return errors.New("empty hierarchy level")
-	case strings.ContainsAny(name, "\x00\r\n"):
+	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
 		return errors.New("control character in name")
+	case !utf8.ValidString(name):
+		// Names are stored as UTF-8 (IMAP decodes modified UTF-7 first);
+		// bytes that are not would compare and display unpredictably.
+		return errors.New("name is not valid UTF-8")
 	}
 	return nil
 }

@@ -493,6 +493,12 @@ type Selection struct {
 
 // Select reads a mailbox's state, its UIDs and its counts at once.
 func (s *Store) Select(ctx context.Context, accountID int64, name string) (*Selection, error) {
+	return s.selectMailbox(ctx, accountID, name, nil)
+}
+
+// selectMailbox is Select; also is called with the loaded index entry,
+// under its read lock, so that it can read more of the same snapshot.
+func (s *Store) selectMailbox(ctx context.Context, accountID int64, name string, also func(e *indexEntry)) (*Selection, error) {
 	name = CanonicalName(name)
 	mb, err := scanMailbox(s.db.QueryRowContext(ctx, `SELECT b.id, b.account_id, b.name, b.uidvalidity, b.uidnext,
 		b.highestmodseq, b.special_use, b.subscribed, 0, 0 FROM mailboxes b WHERE b.account_id = ? AND b.name = ?`,
@@ -536,5 +542,8 @@ func (s *Store) Select(ctx context.Context, accountID int64, name string) (*Sele
 		}
 	}
 	slices.Sort(sel.Stats.Keywords)
+	if also != nil {
+		also(e)
+	}
 	return sel, nil
 }

@@ -153,47 +153,8 @@ type FlagUpdate struct {
 // that do not exist (any more) are skipped. Messages whose flags end up
 // unchanged keep their modseq and are not reported.
 func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids []uint32, op FlagOp, flags []string) ([]FlagUpdate, error) {
-	setBits, setKw := encodeFlags(flags)
-	var out []FlagUpdate
-	err := s.write(ctx, func(t *txn) error {
-		out = out[:0]
-		if err := ownMailbox(t, accountID, mailboxID); err != nil {
-			return err
-		}
-		for _, uid := range uids {
-			var bits int64
-			var kw string
-			err := t.queryRow(`SELECT flags, keywords FROM messages WHERE mailbox_id = ? AND uid = ?`,
-				mailboxID, uid).Scan(&bits, &kw)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			nb, nkw := applyFlags(bits, kw, op, setBits, setKw)
-			if nb == bits && nkw == kw {
-				continue
-			}
-			modseq, err := bumpModSeq(t, mailboxID)
-			if err != nil {
-				return err
-			}
-			if _, err := t.exec(`UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
-				nb, nkw, modseq, mailboxID, uid); err != nil {
-				return err
-			}
-			u := FlagUpdate{UID: uid, ModSeq: modseq, Flags: decodeFlags(nb, nkw)}
-			out = append(out, u)
-			t.changes = append(t.changes, Change{Kind: ChangeFlags, MailboxID: mailboxID, UID: uid,
-				ModSeq: modseq, Flags: u.Flags, accountID: accountID})
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: store flags: %w", err)
-	}
-	return out, nil
+	updated, _, err := s.StoreFlagsWith(ctx, accountID, mailboxID, uids, op, flags, StoreFlagsOptions{})
+	return updated, err
 }
 
 func applyFlags(bits int64, kw string, op FlagOp, setBits int64, setKw string) (int64, string) {
@@ -221,57 +182,64 @@ func applyFlags(bits int64, kw string, op FlagOp, setBits int64, setKw string) (
 func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids []uint32) ([]uint32, error) {
 	var gone []uint32
 	err := s.write(ctx, func(t *txn) error {
-		gone = gone[:0]
-		if err := ownMailbox(t, accountID, mailboxID); err != nil {
-			return err
-		}
-		var freed int64
-		var blobs []string
-		for _, uid := range uids {
-			var size int64
-			var blobID string
-			err := t.queryRow(`DELETE FROM messages WHERE mailbox_id = ? AND uid = ? RETURNING size, blob`,
-				mailboxID, uid).Scan(&size, &blobID)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			gone = append(gone, uid)
-			freed += size
-			blobs = append(blobs, blobID)
-		}
-		if len(gone) == 0 {
-			return nil
-		}
-		slices.Sort(gone)
-		modseq, err := bumpModSeq(t, mailboxID)
-		if err != nil {
-			return err
-		}
-		for _, uid := range gone {
-			if _, err := t.exec(`INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)`,
-				mailboxID, uid, modseq); err != nil {
-				return err
-			}
-		}
-		if _, err := t.exec(`UPDATE accounts SET usage = usage - ?, messages = messages - ? WHERE id = ?`,
-			freed, len(gone), accountID); err != nil {
-			return err
-		}
-		removed, err := dropUnreferenced(t, blobs)
-		if err != nil {
-			return err
-		}
-		t.removes = append(t.removes, removed...)
-		t.changes = append(t.changes, Change{Kind: ChangeExpunge, MailboxID: mailboxID,
-			UIDs: slices.Clone(gone), ModSeq: modseq, accountID: accountID})
-		return nil
+		var err error
+		gone, err = expungeUIDs(t, accountID, mailboxID, uids)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: expunge: %w", err)
 	}
+	return gone, nil
+}
+
+// expungeUIDs is Expunge inside a write transaction.
+func expungeUIDs(t *txn, accountID, mailboxID int64, uids []uint32) ([]uint32, error) {
+	if err := ownMailbox(t, accountID, mailboxID); err != nil {
+		return nil, err
+	}
+	var gone []uint32
+	var freed int64
+	var blobs []string
+	for _, uid := range uids {
+		var size int64
+		var blobID string
+		err := t.queryRow(`DELETE FROM messages WHERE mailbox_id = ? AND uid = ? RETURNING size, blob`,
+			mailboxID, uid).Scan(&size, &blobID)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		gone = append(gone, uid)
+		freed += size
+		blobs = append(blobs, blobID)
+	}
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	slices.Sort(gone)
+	modseq, err := bumpModSeq(t, mailboxID)
+	if err != nil {
+		return nil, err
+	}
+	for _, uid := range gone {
+		if _, err := t.exec(`INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)`,
+			mailboxID, uid, modseq); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := t.exec(`UPDATE accounts SET usage = usage - ?, messages = messages - ? WHERE id = ?`,
+		freed, len(gone), accountID); err != nil {
+		return nil, err
+	}
+	removed, err := dropUnreferenced(t, blobs)
+	if err != nil {
+		return nil, err
+	}
+	t.removes = append(t.removes, removed...)
+	t.changes = append(t.changes, Change{Kind: ChangeExpunge, MailboxID: mailboxID,
+		UIDs: slices.Clone(gone), ModSeq: modseq, accountID: accountID})
 	return gone, nil
 }
 

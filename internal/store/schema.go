@@ -63,6 +63,62 @@ CREATE TABLE expunged (
 	PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 `,
+	// 2: a SHA-256 of each body as stored, recorded at delivery and verified
+	// by `loft check`. NULL: stored before hashes were kept; `loft check
+	// --repair` records it then.
+	`
+ALTER TABLE bodies ADD COLUMN sha256 BLOB;
+`,
+	// 3: SCRAM-SHA-256 stored keys (RFC 5802 §3, RFC 7677) beside the
+	// argon2id hash, as "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>"
+	// (base64); '' for none: the account then cannot use SCRAM until its
+	// next password login or password change fills them in.
+	`
+ALTER TABLE accounts ADD COLUMN scram_sha256 TEXT NOT NULL DEFAULT '';
+`,
+	// 4: the save date of each message (RFC 8514 SAVEDATE): unix seconds
+	// when it was stored into its mailbox by delivery, APPEND, COPY or MOVE.
+	// NULL for messages stored before; the trigger fills it for every new
+	// row, whichever code path inserts it. And an index for QRESYNC's "UIDs
+	// expunged since modseq N" (RFC 7162 §3.2.5), which the expunge
+	// history's primary key cannot answer without a scan.
+	`
+ALTER TABLE messages ADD COLUMN savedate INTEGER;
+CREATE TRIGGER messages_savedate AFTER INSERT ON messages WHEN NEW.savedate IS NULL
+BEGIN
+	UPDATE messages SET savedate = CAST(strftime('%s', 'now') AS INTEGER) WHERE id = NEW.id;
+END;
+CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);
+`,
+	// 5: the text index (fts.go): what SEARCH, SORT, THREAD and PREVIEW
+	// need of a body, computed once at delivery. Keyed by blob, as copies
+	// share a body; the trigger drops a body's rows with its row, whoever
+	// deletes it. Bodies stored before have no rows until `loft reindex`;
+	// readers fall back to the file for those.
+	`
+CREATE TABLE body_index (
+	id           INTEGER PRIMARY KEY,  -- the rowid of the body's body_fts row
+	blob         TEXT NOT NULL UNIQUE, -- bodies.blob
+	preview      TEXT NOT NULL,        -- RFC 8970 preview, at most 200 characters
+	sent         INTEGER,              -- Date: in unix seconds (RFC 5256 §2.2); NULL: none that parses
+	subject      TEXT NOT NULL,        -- base subject (RFC 5256 §2.1), i;unicode-casemap key (RFC 5051)
+	reply        INTEGER NOT NULL,     -- 1: the subject marks a reply or forward (RFC 5256 REFERENCES)
+	from_addr    TEXT NOT NULL,        -- SORT FROM, TO, CC: addr-mailbox of the first address, key
+	to_addr      TEXT NOT NULL,
+	cc_addr      TEXT NOT NULL,
+	display_from TEXT NOT NULL,        -- SORT DISPLAYFROM, DISPLAYTO (RFC 5957), key
+	display_to   TEXT NOT NULL,
+	message_id   TEXT NOT NULL,        -- normalized msg-id; '' if none is valid
+	refs         TEXT NOT NULL         -- normalized msg-ids, space-separated: References, else In-Reply-To's first
+);
+-- Decoded, lower-case text (message.Text): trigrams find substrings.
+CREATE VIRTUAL TABLE body_fts USING fts5(header, body, tokenize = 'trigram');
+CREATE TRIGGER bodies_unindex AFTER DELETE ON bodies
+BEGIN
+	DELETE FROM body_fts WHERE rowid IN (SELECT id FROM body_index WHERE blob = OLD.blob);
+	DELETE FROM body_index WHERE blob = OLD.blob;
+END;
+`,
 }
 
 // migrate brings the schema to the newest version.

@@ -82,7 +82,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("store: open: no data directory")
 	}
-	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+	// Mail and password hashes are for Loft's user alone: 0700 and 0600.
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
 	log := opts.Logger
@@ -90,6 +91,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	path := filepath.Join(opts.Dir, "loft.db")
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
 	// synchronous=FULL: a commit is on stable storage when it returns.
 	// busy_timeout: the CLI writes to the same database while serve runs.
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
@@ -135,6 +139,26 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
 	return s, nil
+}
+
+// createPrivate creates the database file with mode 0600 before SQLite
+// opens it (SQLite would use 0644 less the umask), or narrows an existing
+// one to 0600. SQLite gives its -wal and -shm files the database file's
+// mode, so they are private too.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return f.Chmod(fi.Mode().Perm() &^ 0o077)
+	}
+	return nil
 }
 
 // Close waits for queued writes to finish and closes the database.

@@ -1,0 +1,506 @@
+// The text index: what SEARCH, SORT, THREAD and PREVIEW need of a body,
+// computed once at delivery and stored in the same transaction as the
+// body's row. body_index holds the sort and thread keys and the preview;
+// body_fts (SQLite FTS5, trigram tokens) holds the decoded, lower-case
+// header and text, so that a substring search narrows to candidates with
+// the index and confirms with instr() on the same decoded text. Rows are
+// keyed by blob, since copies share a body, and go with the body's row (a
+// trigger, whoever deletes it). Bodies without rows (stored before the
+// index existed, or by a repair) are answered from their files, and
+// `loft reindex` rebuilds them all.
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"os"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"loft/internal/message"
+)
+
+// bodyIndex is a body's row of body_index and body_fts.
+type bodyIndex struct {
+	header, text string // body_fts: decoded, lower-case
+	preview      string
+	sent         sql.NullInt64 // Date: in unix seconds, RFC 5256 §2.2
+	subject      string        // base subject, collation key
+	reply        bool
+	from, to, cc string // addr-mailbox of the first address, collation keys
+	displayFrom  string // RFC 5957 display values, collation keys
+	displayTo    string
+	messageID    string
+	refs         string // space-separated
+}
+
+// analyzeBody computes the index rows of the message msg parsed from r.
+func analyzeBody(r io.ReaderAt, msg *message.Message) (*bodyIndex, error) {
+	txt, err := message.ExtractText(r, msg)
+	if err != nil {
+		return nil, err
+	}
+	env := &msg.Envelope
+	b := &bodyIndex{
+		header:      txt.Header,
+		text:        txt.Body,
+		preview:     txt.Preview,
+		from:        addrMailbox(env.From),
+		to:          addrMailbox(env.To),
+		cc:          addrMailbox(env.Cc),
+		displayFrom: displayAddr(env.From),
+		displayTo:   displayAddr(env.To),
+		messageID:   txt.MessageID,
+		refs:        strings.Join(txt.References, " "),
+	}
+	base, reply := message.BaseSubject(message.DecodeWords(env.Subject))
+	b.subject, b.reply = message.CollationKey(base), reply
+	if t, err := mail.ParseDate(env.Date); err == nil {
+		b.sent = sql.NullInt64{Int64: t.Unix(), Valid: true}
+	}
+	return b, nil
+}
+
+// addrMailbox is the SORT FROM/TO/CC value: the addr-mailbox of the first
+// address (RFC 5256), "" for none.
+func addrMailbox(list []message.Address) string {
+	if len(list) == 0 {
+		return ""
+	}
+	return message.CollationKey(list[0].Mailbox)
+}
+
+// displayAddr is the SORT DISPLAYFROM/DISPLAYTO value of RFC 5957 §3: the
+// decoded display name of the first address, else its address.
+func displayAddr(list []message.Address) string {
+	if len(list) == 0 {
+		return ""
+	}
+	a := list[0]
+	switch {
+	case a.Name != "":
+		return message.CollationKey(a.Name)
+	case a.Mailbox != "" && a.Host != "":
+		return message.CollationKey(a.Mailbox + "@" + a.Host)
+	}
+	return message.CollationKey(a.Mailbox)
+}
+
+// insertBodyIndex stores a body's index rows, unless it has them or its
+// body row is gone (a reindex racing an expunge).
+func insertBodyIndex(t *txn, blob string, b *bodyIndex) error {
+	res, err := t.exec(`INSERT INTO body_index(blob, preview, sent, subject, reply, from_addr, to_addr, cc_addr,
+			display_from, display_to, message_id, refs)
+		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+		WHERE EXISTS (SELECT 1 FROM bodies WHERE blob = ?) AND NOT EXISTS (SELECT 1 FROM body_index WHERE blob = ?)`,
+		blob, b.preview, b.sent, b.subject, b.reply, b.from, b.to, b.cc, b.displayFrom, b.displayTo, b.messageID, b.refs,
+		blob, blob)
+	if err != nil {
+		return fmt.Errorf("index body %s: %w", blob, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	if _, err := t.exec(`INSERT INTO body_fts(rowid, header, body) VALUES (?, ?, ?)`, id, b.header, b.text); err != nil {
+		return fmt.Errorf("index body %s: %w", blob, err)
+	}
+	return nil
+}
+
+// analyzeBlob computes the index rows of a stored body from its file.
+func (s *Store) analyzeBlob(ctx context.Context, blob string) (*bodyIndex, error) {
+	msg, err := s.Structure(ctx, blob)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.OpenBody(blob)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return analyzeBody(f, msg)
+}
+
+// TextField says which decoded text SearchText looks in.
+type TextField int
+
+// Text fields (IMAP SEARCH HEADER and its shorthands, BODY, TEXT).
+const (
+	TextHeader TextField = iota // the top-level header, one "name:value" line per field
+	TextBody                    // the text parts and attachment names
+	TextAll                     // both
+)
+
+// SearchTextResult answers SearchText.
+type SearchTextResult struct {
+	// Matches are the UIDs of indexed messages whose text contains the
+	// string, ascending.
+	Matches []uint32
+	// Headers holds, for TextHeader, the decoded header of each match,
+	// for the caller to look at the field it wants.
+	Headers map[uint32]string
+	// Unindexed are the UIDs of messages the index does not cover yet;
+	// the caller checks those itself (see message.ExtractText).
+	Unindexed []uint32
+}
+
+// SearchText finds the messages of a mailbox whose decoded text (see
+// message.Text) contains text, which must be lower-case, as the index
+// is. The index narrows (FTS5 trigrams, for three characters or more) and
+// instr() on the stored text confirms, so the result is exactly that of
+// strings.Contains on each message's text. The steps are separate queries
+// on purpose: SQLite plans the joins of an FTS5 table with the mailbox's
+// messages badly (seconds instead of milliseconds on 2,000 messages).
+func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, field TextField, text string) (*SearchTextResult, error) {
+	res := &SearchTextResult{}
+	// The mailbox's messages and their index rows.
+	rows, err := s.db.QueryContext(ctx, `SELECT m.uid, i.id FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+		LEFT JOIN body_index i ON i.blob = m.blob WHERE m.mailbox_id = ? AND b.account_id = ? ORDER BY m.uid`,
+		mailboxID, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("store: search text: %w", err)
+	}
+	uidOf := map[int64][]uint32{} // index row → messages (copies share one)
+	var ids []int64
+	for rows.Next() {
+		var uid uint32
+		var id sql.NullInt64
+		if err := rows.Scan(&uid, &id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: search text: %w", err)
+		}
+		if !id.Valid {
+			res.Unindexed = append(res.Unindexed, uid)
+			continue
+		}
+		if _, ok := uidOf[id.Int64]; !ok {
+			ids = append(ids, id.Int64)
+		}
+		uidOf[id.Int64] = append(uidOf[id.Int64], uid)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: search text: %w", err)
+	}
+
+	var cond, col string
+	switch field {
+	case TextHeader:
+		cond, col = `instr(header, ?1) > 0`, `header`
+		res.Headers = map[uint32]string{}
+	case TextBody:
+		cond, col = `instr(body, ?1) > 0`, `body`
+	default:
+		cond, col = `(instr(header, ?1) > 0 OR instr(body, ?1) > 0)`, `{header body}`
+	}
+	// Narrow with the trigram index. Trigrams need three characters, and
+	// a string that is not UTF-8 could tokenize differently from the
+	// stored text: then every indexed message is a candidate.
+	if utf8.RuneCountInString(text) >= 3 && utf8.ValidString(text) && len(ids) > 0 {
+		found, err := s.int64s(ctx, `SELECT rowid FROM body_fts WHERE body_fts MATCH ?`,
+			col+` : "`+strings.ReplaceAll(text, `"`, `""`)+`"`)
+		if err != nil {
+			return nil, fmt.Errorf("store: search text: %w", err)
+		}
+		ids = ids[:0]
+		for _, id := range found {
+			if _, ok := uidOf[id]; ok {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return res, nil
+	}
+	// Confirm on the stored text.
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT rowid, header FROM body_fts
+		WHERE rowid IN (SELECT value FROM json_each(?2)) AND `+cond, text, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("store: search text: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var header string
+		if err := rows.Scan(&id, &header); err != nil {
+			return nil, fmt.Errorf("store: search text: %w", err)
+		}
+		for _, uid := range uidOf[id] {
+			res.Matches = append(res.Matches, uid)
+			if res.Headers != nil {
+				res.Headers[uid] = header
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: search text: %w", err)
+	}
+	slices.Sort(res.Matches)
+	return res, nil
+}
+
+// int64s runs a query of one integer column.
+func (s *Store) int64s(ctx context.Context, q string, args ...any) ([]int64, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// SortInfo is what SORT and THREAD (RFC 5256, RFC 5957) order and group a
+// message by. Strings are i;unicode-casemap collation keys (RFC 5051):
+// compare them octet by octet.
+type SortInfo struct {
+	UID          uint32
+	InternalDate int64 // unix seconds
+	Size         int64
+	// Sent is the Date: field in unix seconds, or the internal date if it
+	// has none that parses (RFC 5256 §2.2).
+	Sent        int64
+	Subject     string // base subject (RFC 5256 §2.1)
+	Reply       bool   // the subject marks a reply or forward
+	From, To    string // addr-mailbox of the first address
+	Cc          string
+	DisplayFrom string // RFC 5957
+	DisplayTo   string
+	MessageID   string   // normalized; "" if none is valid
+	References  []string // normalized: References, else In-Reply-To's first
+}
+
+// SortInfo returns the sort and thread data of a mailbox's messages, in
+// UID order. Bodies not indexed yet are read from their files.
+func (s *Store) SortInfo(ctx context.Context, accountID, mailboxID int64) ([]SortInfo, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT m.uid, m.internal_date, m.size, m.blob, i.id, i.sent, i.subject, i.reply,
+			i.from_addr, i.to_addr, i.cc_addr, i.display_from, i.display_to, i.message_id, i.refs
+		FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id LEFT JOIN body_index i ON i.blob = m.blob
+		WHERE m.mailbox_id = ? AND b.account_id = ? ORDER BY m.uid`, mailboxID, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("store: sort info: %w", err)
+	}
+	defer rows.Close()
+	var out []SortInfo
+	var missing []int // indexes into out of unindexed bodies
+	var blobs []string
+	for rows.Next() {
+		var si SortInfo
+		var blob string
+		var id, sent sql.NullInt64
+		var subject, from, to, cc, dfrom, dto, mid, refs sql.NullString
+		var reply sql.NullBool
+		if err := rows.Scan(&si.UID, &si.InternalDate, &si.Size, &blob, &id, &sent, &subject, &reply,
+			&from, &to, &cc, &dfrom, &dto, &mid, &refs); err != nil {
+			return nil, fmt.Errorf("store: sort info: %w", err)
+		}
+		if !id.Valid {
+			missing = append(missing, len(out))
+			blobs = append(blobs, blob)
+			out = append(out, si)
+			continue
+		}
+		si.fill(sent, subject.String, reply.Bool, from.String, to.String, cc.String, dfrom.String, dto.String, mid.String, refs.String)
+		out = append(out, si)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: sort info: %w", err)
+	}
+	rows.Close()
+	for k, i := range missing {
+		b, err := s.analyzeBlob(ctx, blobs[k])
+		if errors.Is(err, ErrNoMessage) {
+			b = &bodyIndex{} // expunged meanwhile: sorts as empty
+		} else if err != nil {
+			return nil, fmt.Errorf("store: sort info: %w", err)
+		}
+		out[i].fill(b.sent, b.subject, b.reply, b.from, b.to, b.cc, b.displayFrom, b.displayTo, b.messageID, b.refs)
+	}
+	return out, nil
+}
+
+func (si *SortInfo) fill(sent sql.NullInt64, subject string, reply bool, from, to, cc, dfrom, dto, mid, refs string) {
+	si.Sent = si.InternalDate
+	if sent.Valid {
+		si.Sent = sent.Int64
+	}
+	si.Subject, si.Reply = subject, reply
+	si.From, si.To, si.Cc, si.DisplayFrom, si.DisplayTo = from, to, cc, dfrom, dto
+	si.MessageID = mid
+	si.References = strings.Fields(refs)
+}
+
+// Preview returns a body's preview (RFC 8970), computed at delivery; for a
+// body not indexed yet, from its file.
+func (s *Store) Preview(ctx context.Context, blob string) (string, error) {
+	var p string
+	err := s.db.QueryRowContext(ctx, `SELECT preview FROM body_index WHERE blob = ?`, blob).Scan(&p)
+	if errors.Is(err, sql.ErrNoRows) {
+		b, err := s.analyzeBlob(ctx, blob)
+		if err != nil {
+			return "", fmt.Errorf("store: preview of %s: %w", blob, err)
+		}
+		return b.preview, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: preview of %s: %w", blob, err)
+	}
+	return p, nil
+}
+
+// reindexBatch is how many bodies one reindex commit rebuilds: small
+// enough that deliveries sharing the writer wait little.
+const reindexBatch = 64
+
+// ReindexResult reports a Reindex.
+type ReindexResult struct {
+	Bodies  int // bodies whose rows were rebuilt
+	Dropped int // rows of bodies that no longer exist, removed
+}
+
+// Reindex rebuilds the index rows of every body of the account with the
+// given address, or of all bodies when address is "". It reads each body
+// from its file and replaces its rows, a batch per commit, so it can run
+// beside a live server; SEARCH stays exact meanwhile (see SearchText).
+func (s *Store) Reindex(ctx context.Context, address string) (*ReindexResult, error) {
+	var q string
+	var args []any
+	if address == "" {
+		q = `SELECT blob FROM bodies ORDER BY blob`
+	} else {
+		acct, err := s.Account(ctx, address)
+		if err != nil {
+			return nil, fmt.Errorf("store: reindex: %w", err)
+		}
+		q = `SELECT DISTINCT m.blob FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+			WHERE b.account_id = ? ORDER BY m.blob`
+		args = append(args, acct.ID)
+	}
+	blobs, err := s.column(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: reindex: %w", err)
+	}
+	res := &ReindexResult{}
+	for len(blobs) > 0 {
+		batch := blobs[:min(reindexBatch, len(blobs))]
+		blobs = blobs[len(batch):]
+		idx := make([]*bodyIndex, len(batch))
+		for i, blob := range batch {
+			idx[i], err = s.analyzeBlob(ctx, blob)
+			if errors.Is(err, ErrNoMessage) {
+				continue // expunged meanwhile
+			}
+			if err != nil {
+				return res, fmt.Errorf("store: reindex: %w", err)
+			}
+		}
+		err := s.write(ctx, func(t *txn) error {
+			for i, blob := range batch {
+				if idx[i] == nil {
+					continue
+				}
+				if err := deleteBodyIndex(t, blob); err != nil {
+					return err
+				}
+				if err := insertBodyIndex(t, blob, idx[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return res, fmt.Errorf("store: reindex: %w", err)
+		}
+		for _, b := range idx {
+			if b != nil {
+				res.Bodies++
+			}
+		}
+	}
+	if address == "" {
+		err = s.write(ctx, func(t *txn) error {
+			r, err := t.exec(`DELETE FROM body_fts WHERE rowid IN
+				(SELECT id FROM body_index i WHERE NOT EXISTS (SELECT 1 FROM bodies b WHERE b.blob = i.blob))`)
+			if err != nil {
+				return err
+			}
+			n, _ := r.RowsAffected()
+			res.Dropped = int(n)
+			if _, err := t.exec(`DELETE FROM body_index WHERE NOT EXISTS (SELECT 1 FROM bodies b WHERE b.blob = body_index.blob)`); err != nil {
+				return err
+			}
+			// Merge the index's segments after a rebuild of everything.
+			_, err = t.exec(`INSERT INTO body_fts(body_fts) VALUES ('optimize')`)
+			return err
+		})
+		if err != nil {
+			return res, fmt.Errorf("store: reindex: %w", err)
+		}
+	}
+	return res, nil
+}
+
+func deleteBodyIndex(t *txn, blob string) error {
+	if _, err := t.exec(`DELETE FROM body_fts WHERE rowid IN (SELECT id FROM body_index WHERE blob = ?)`, blob); err != nil {
+		return err
+	}
+	_, err := t.exec(`DELETE FROM body_index WHERE blob = ?`, blob)
+	return err
+}
+
+// column runs a query of one text column.
+func (s *Store) column(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// analyzeNew computes the index rows of a new body, from memory when it
+// was small enough to keep there, else from its file.
+func (s *Store) analyzeNew(id string, mem *capped, msg *message.Message) (*bodyIndex, error) {
+	if os.Getenv("NOIDX") != "" {
+		return nil, nil
+	}
+	if !mem.over {
+		return analyzeBody(bytes.NewReader(mem.buf.Bytes()), msg)
+	}
+	f, err := s.blobs.Open(id)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return analyzeBody(f, msg)
+}
