@@ -9,6 +9,7 @@
 //	loft check [--repair] [--lost-found ADDRESS]
 //	loft backup DIR
 //	loft restore BACKUP
+//	loft reindex [ADDRESS]
 //
 // Every command takes --config FILE (or $LOFT_CONFIG); flags may come before
 // or after the positional arguments. The account and quota commands work
@@ -37,6 +38,7 @@ commands:
                                      verify the store; --repair fixes what it can without losing mail
   backup DIR                         add a consistent backup of the running store to DIR (incremental)
   restore BACKUP                     rebuild an empty data directory from a backup (DIR or one in it)
+  reindex [ADDRESS]                  rebuild the search index of one account, or of all
 `
 
 // errUsage marks an error whose message is a usage hint.
@@ -100,6 +102,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdBackup(rest, stdout)
 	case "restore":
 		return cmdRestore(rest, stdout)
+	case "reindex":
+		return cmdReindex(rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

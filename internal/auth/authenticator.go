@@ -138,8 +138,11 @@ type Authenticator struct {
 	hashing  chan struct{} // semaphore of argon2id computations
 	// verifyPassword is VerifyPassword; tests watch it.
 	verifyPassword func(hash, password string) (bool, error)
-	dummy          string // argon2id hash no password matches
-	key            []byte // per-process key of the cache and of made-up SCRAM salts
+	// dummy is an argon2id hash no password matches, made on first need
+	// (it costs as much as a login).
+	dummyOnce sync.Once
+	dummy     string
+	key       []byte // per-process key of the cache and of made-up SCRAM salts
 
 	mu       sync.Mutex
 	cache    map[[sha256.Size]byte]cacheEntry
@@ -183,13 +186,6 @@ func NewAuthenticator(opts AuthenticatorOptions) *Authenticator {
 	}
 	key := make([]byte, 32)
 	rand.Read(key) // never fails (crypto/rand panics rather)
-	dummy := opts.DummyHash
-	if dummy == "" {
-		var err error
-		if dummy, err = HashPassword(rand.Text()); err != nil {
-			panic(err) // only a broken crypto/rand gets here
-		}
-	}
 	return &Authenticator{
 		opts:           opts,
 		accounts:       opts.Accounts,
@@ -197,7 +193,7 @@ func NewAuthenticator(opts AuthenticatorOptions) *Authenticator {
 		log:            opts.Logger,
 		hashing:        make(chan struct{}, opts.MaxHashing),
 		verifyPassword: VerifyPassword,
-		dummy:          dummy,
+		dummy:          opts.DummyHash,
 		key:            key,
 		cache:          make(map[[sha256.Size]byte]cacheEntry),
 		sessions:       make(map[sessionKey]int),
@@ -225,8 +221,9 @@ func (a *Authenticator) CheckPassword(ctx context.Context, remote netip.Addr, us
 	if errors.Is(err, store.ErrNoAccount) {
 		// Spend what a real check spends, so that the time of the answer
 		// does not tell which accounts exist.
-		a.lookupCache(key, a.dummy)
-		if _, err := a.verify(ctx, a.dummy, password); err != nil {
+		dummy := a.dummyHash()
+		a.lookupCache(key, dummy)
+		if _, err := a.verify(ctx, dummy, password); err != nil {
 			return nil, err
 		}
 		return nil, a.fail(ctx, remote, username, "no such account")
@@ -250,6 +247,21 @@ func (a *Authenticator) CheckPassword(ctx context.Context, remote netip.Addr, us
 		a.addSCRAM(ctx, sec, password)
 	}
 	return id, nil
+}
+
+// dummyHash returns the hash unknown accounts are checked against:
+// DummyHash, or one of today's parameters.
+func (a *Authenticator) dummyHash() string {
+	a.dummyOnce.Do(func() {
+		if a.dummy == "" {
+			h, err := HashPassword(rand.Text())
+			if err != nil {
+				panic(err) // only a broken crypto/rand gets here
+			}
+			a.dummy = h
+		}
+	})
+	return a.dummy
 }
 
 // verify runs VerifyPassword within the cap on concurrent hashing.

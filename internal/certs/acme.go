@@ -63,12 +63,12 @@ func startACME(h *Holder, a ACME) (*acmeManager, error) {
 	if a.HTTPPort == 0 && a.TLSPort == 0 {
 		return nil, errors.New("certs: acme: both challenges are off (acme_http_port and acme_tls_port are 0)")
 	}
-	hosts := a.Hosts
-	if len(hosts) == 0 {
-		hosts = []string{h.hostname}
+	var hosts []string
+	for _, host := range a.Hosts {
+		hosts = append(hosts, strings.ToLower(host))
 	}
-	for i, host := range hosts {
-		hosts[i] = strings.ToLower(host)
+	if len(hosts) == 0 {
+		hosts = []string{strings.ToLower(h.hostname)}
 	}
 	if a.Directory == "" {
 		a.Directory = LetsEncrypt

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/BurntSushi/toml"
 )
@@ -359,9 +360,9 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("config %s: line %d: %s", path, pe.Position.Line, pe.Message)
+			return nil, fmt.Errorf("config %s: line %d: %s", path, pe.Position.Line, oneLine(pe.Message))
 		}
-		return nil, fmt.Errorf("config %s: %v", path, err)
+		return nil, fmt.Errorf("config %s: %s", path, oneLine(err.Error()))
 	}
 	if err := c.apply(raw, md.Keys()); err != nil {
 		return nil, err
@@ -383,6 +384,30 @@ func Load(path string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// oneLine escapes the line breaks and other control characters that a
+// parser's message may quote from the file, so that errors stay one line.
+func oneLine(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case unicode.IsControl(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // keyError is a one-line error about one key of c's file.

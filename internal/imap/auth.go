@@ -38,24 +38,39 @@ func (s *session) capabilities() string {
 		}
 	}
 	caps = append(caps,
-		"SASL-IR",            // RFC 4959
-		"LITERAL+",           // RFC 7888
-		"ENABLE",             // RFC 5161
-		"ID",                 // RFC 2971
-		"IDLE",               // RFC 2177
-		"NAMESPACE",          // RFC 2342
-		"UIDPLUS",            // RFC 4315
-		"MOVE",               // RFC 6851
-		"UNSELECT",           // RFC 3691
-		"CHILDREN",           // RFC 3348
-		"SPECIAL-USE",        // RFC 6154
-		"CREATE-SPECIAL-USE", // RFC 6154 §3
-		"LIST-EXTENDED",      // RFC 5258
-		"LIST-STATUS",        // RFC 5819
-		"STATUS=SIZE",        // RFC 8438
-		"ESEARCH",            // RFC 4731
-		"SEARCHRES",          // RFC 5182
-		"BINARY",             // RFC 3516
+		"SASL-IR",                                    // RFC 4959
+		"LITERAL+",                                   // RFC 7888
+		"ENABLE",                                     // RFC 5161
+		"ID",                                         // RFC 2971
+		"IDLE",                                       // RFC 2177
+		"NAMESPACE",                                  // RFC 2342
+		"UIDPLUS",                                    // RFC 4315
+		"MOVE",                                       // RFC 6851
+		"UNSELECT",                                   // RFC 3691
+		"CHILDREN",                                   // RFC 3348
+		"SPECIAL-USE",                                // RFC 6154
+		"CREATE-SPECIAL-USE",                         // RFC 6154 §3
+		"LIST-EXTENDED",                              // RFC 5258
+		"LIST-STATUS",                                // RFC 5819
+		"STATUS=SIZE",                                // RFC 8438
+		"ESEARCH",                                    // RFC 4731
+		"SEARCHRES",                                  // RFC 5182
+		"BINARY",                                     // RFC 3516
+		"CONDSTORE",                                  // RFC 7162 §3.1
+		"QRESYNC",                                    // RFC 7162 §3.2
+		"COMPRESS=DEFLATE",                           // RFC 4978
+		"NOTIFY",                                     // RFC 5465
+		"WITHIN",                                     // RFC 5032
+		"SAVEDATE",                                   // RFC 8514
+		"UNAUTHENTICATE",                             // RFC 8437
+		"UTF8=ACCEPT",                                // RFC 6855
+		"MULTIAPPEND",                                // RFC 3502
+		"REPLACE",                                    // RFC 8508
+		"SORT",                                       // RFC 5256
+		"SORT=DISPLAY",                               // RFC 5957
+		"ESORT",                                      // RFC 5267 §3.1
+		"THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", // RFC 5256
+		"PREVIEW", // RFC 8970
 		"APPENDLIMIT="+strconv.FormatInt(s.srv.opts.AppendLimit, 10), // RFC 7889
 		"QUOTA", "QUOTA=RES-STORAGE", // RFC 9208
 	)
@@ -304,10 +319,8 @@ func (s *session) cmdEnable(c *cmd) error {
 		if err != nil {
 			return err
 		}
-		if strings.EqualFold(capa, "IMAP4rev2") && !s.rev2 {
-			s.rev2 = true
-			s.w.utf8 = true
-			enabled = append(enabled, "IMAP4rev2")
+		if name := s.enable(capa); name != "" {
+			enabled = append(enabled, name)
 		}
 	}
 	if err := p.end(); err != nil {
@@ -318,6 +331,27 @@ func (s *session) cmdEnable(c *cmd) error {
 		s.w.WriteString(" " + e)
 	}
 	s.w.WriteString("\r\n")
+	return nil
+}
+
+// cmdUnauthenticate answers UNAUTHENTICATE (RFC 8437): the session goes
+// back to the not authenticated state as if newly connected, but keeps
+// its TLS and its compression; what ENABLE turned on is off again.
+func (s *session) cmdUnauthenticate(c *cmd) error {
+	if err := s.p.end(); err != nil {
+		return err
+	}
+	if s.sub != nil {
+		s.sub.Close()
+		s.sub = nil
+	}
+	s.log.Info("logged out", "cmd", "UNAUTHENTICATE")
+	s.log = s.srv.log.With("remote", s.conn.RemoteAddr().String())
+	s.account, s.sel, s.saved, s.pending, s.notify = nil, nil, nil, nil, nil
+	s.rev2, s.condstore, s.qresync, s.utf8Accept = false, false, false, false
+	s.w.utf8 = false
+	s.authFailures = 0
+	s.state = stateNotAuth
 	return nil
 }
 

@@ -87,13 +87,20 @@ func (s *session) copyUID(res *store.CopyResult) string {
 	return fmt.Sprintf("COPYUID %d %s %s", res.UIDValidity, uidSet(res.SrcUIDs), uidSet(res.DstUIDs))
 }
 
-// writeExpunges announces the expunge of UIDs (ascending) this session
-// made itself, and takes them out of the map.
+// writeExpunges announces the expunge of UIDs (ascending) and takes them
+// out of the map: EXPUNGE responses, or once QRESYNC is enabled, one
+// VANISHED (RFC 7162 §3.2.10). UIDs not in the map are skipped.
 func (s *session) writeExpunges(uids []uint32) {
+	var gone []uint32
 	for _, uid := range uids {
 		if seq := s.sel.seqOf(uid); seq > 0 {
 			s.sel.remove(seq)
-			fmt.Fprintf(s.w, "* %d EXPUNGE\r\n", seq)
+			if s.qresync {
+				gone = append(gone, uid)
+			} else {
+				fmt.Fprintf(s.w, "* %d EXPUNGE\r\n", seq)
+			}
 		}
 	}
+	s.writeVanished(gone, false)
 }

@@ -4,6 +4,7 @@ package imap
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"loft/internal/store"
@@ -33,6 +34,11 @@ func (s *session) cmdExpunge(c *cmd) error {
 		return err
 	}
 	s.writeExpunges(gone)
+	if s.condstore && len(gone) > 0 {
+		// RFC 7162 §3.2.7 (and §3.1 for CONDSTORE alone): the modseq
+		// of the expunge, which the client has now seen.
+		c.ok = fmt.Sprintf("[HIGHESTMODSEQ %d] EXPUNGE completed", s.sel.modseq)
+	}
 	return nil
 }
 

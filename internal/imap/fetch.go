@@ -30,6 +30,9 @@ const (
 	fetchSection       // BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT
 	fetchBinary        // BINARY[...], BINARY.PEEK[...]
 	fetchBinarySize    // BINARY.SIZE[...]
+	fetchModSeq        // MODSEQ (RFC 7162 §3.1.4.2)
+	fetchSaveDate      // SAVEDATE (RFC 8514)
+	fetchPreview       // PREVIEW (RFC 8970; preview.go)
 )
 
 // fetchItem is one requested data item.
@@ -80,25 +83,69 @@ func (s *session) cmdFetch(c *cmd) error {
 	if err != nil {
 		return err
 	}
+	var mods fetchModifiers
+	if p.take(' ') {
+		if mods, err = s.fetchModifiersArg(c); err != nil {
+			return err
+		}
+	}
 	if err := p.end(); err != nil {
 		return err
 	}
 	if c.uid && !slices.ContainsFunc(items, func(it fetchItem) bool { return it.kind == fetchUID }) {
 		items = append([]fetchItem{{kind: fetchUID}}, items...)
 	}
+	hasItem := func(kind int) bool {
+		return slices.ContainsFunc(items, func(it fetchItem) bool { return it.kind == kind })
+	}
+	if hasItem(fetchModSeq) || mods.changedSince > 0 {
+		s.enableCondstore() // RFC 7162 §3.1: CONDSTORE enabling
+	}
+	// CHANGEDSINCE implies MODSEQ (RFC 7162 §3.1.4.1); so does any UID
+	// FETCH once QRESYNC is on (§3.2.4), so that the client can keep its
+	// cache's modseq. It goes right after UID, as in the RFC's examples.
+	if !hasItem(fetchModSeq) && (mods.changedSince > 0 || c.uid && s.qresync) {
+		at := 0
+		if len(items) > 0 && items[0].kind == fetchUID {
+			at = 1
+		}
+		items = slices.Insert(items, at, fetchItem{kind: fetchModSeq})
+	}
 	seqs, err := s.resolve(set, c.uid)
 	if err != nil {
 		return err
+	}
+	if mods.vanished {
+		if err := s.writeFetchVanished(set, mods.changedSince); err != nil {
+			return err
+		}
 	}
 	infos, err := s.messages(seqs)
 	if err != nil {
 		return err
 	}
+	if mods.changedSince > 0 {
+		for i, m := range infos {
+			if m != nil && m.ModSeq <= mods.changedSince {
+				seqs[i] = 0 // not asked for: not reported as missing either
+				infos[i] = nil
+			}
+		}
+	}
+	if hasItem(fetchSaveDate) {
+		if err := s.loadSaveDates(seqs); err != nil {
+			return err
+		}
+	}
 	// Non-PEEK body fetches set \Seen (RFC 9051 §6.4.5), and the new flags
-	// are returned with the data.
+	// are returned with the data (and with CONDSTORE their modseq, RFC
+	// 7162 §3.1: every FETCH that reports a flag change has it).
 	setsSeen := !s.sel.readOnly && slices.ContainsFunc(items, func(it fetchItem) bool {
 		return it.needsBody() && it.kind != fetchBinarySize && !it.peek
 	})
+	if setsSeen && s.condstore && !hasItem(fetchModSeq) {
+		items = append(items, fetchItem{kind: fetchModSeq})
+	}
 	seen := map[uint32]bool{}
 	if setsSeen {
 		var unseen []uint32
@@ -118,6 +165,7 @@ func (s *session) cmdFetch(c *cmd) error {
 				for _, m := range infos {
 					if m != nil && m.UID == u.UID {
 						m.Flags = u.Flags
+						m.ModSeq = u.ModSeq
 					}
 				}
 			}
@@ -128,7 +176,7 @@ func (s *session) cmdFetch(c *cmd) error {
 	for i, seq := range seqs {
 		m := infos[i]
 		if m == nil {
-			missing = true
+			missing = missing || seq != 0
 			continue
 		}
 		err := s.fetchMessage(seq, m, items, seen[m.UID] && !hasFlags)
@@ -198,6 +246,10 @@ func (s *session) fetchItem() (fetchItem, error) {
 	switch name {
 	case "UID":
 		it.kind = fetchUID
+	case "MODSEQ":
+		it.kind = fetchModSeq
+	case "SAVEDATE":
+		it.kind = fetchSaveDate
 	case "FLAGS":
 		it.kind = fetchFlags
 	case "INTERNALDATE":
@@ -243,6 +295,11 @@ func (s *session) fetchItem() (fetchItem, error) {
 			if err := s.partial(&it); err != nil {
 				return it, err
 			}
+		}
+	case "PREVIEW":
+		it.kind = fetchPreview
+		if err := s.previewMods(); err != nil {
+			return it, err
 		}
 	case "":
 		return it, p.unexpected("fetch item")
@@ -420,6 +477,10 @@ func (s *session) fetchMessage(seq int, m *store.MessageInfo, items []fetchItem,
 			w.WriteString(`INTERNALDATE "` + m.InternalDate.Format("_2-Jan-2006 15:04:05 -0700") + `"`)
 		case fetchSize:
 			fmt.Fprintf(w, "RFC822.SIZE %d", m.Size)
+		case fetchModSeq:
+			fmt.Fprintf(w, "MODSEQ (%d)", m.ModSeq)
+		case fetchSaveDate:
+			s.writeSaveDate(m.UID)
 		case fetchEnvelope:
 			w.WriteString("ENVELOPE ")
 			s.writeEnvelope(&msg.Envelope)
@@ -431,6 +492,10 @@ func (s *session) fetchMessage(seq int, m *store.MessageInfo, items []fetchItem,
 			s.writeStructure(&msg.Part, false)
 		case fetchSection, fetchBinary, fetchBinarySize:
 			if err := s.writeSection(it, m, msg, f); err != nil {
+				return err
+			}
+		case fetchPreview:
+			if err := s.writePreview(m); err != nil {
 				return err
 			}
 		}

@@ -176,7 +176,7 @@ func (s *session) list(ref string, patterns []string, o listOptions) error {
 		if ref != "" {
 			full = ref + pat
 		}
-		if !s.rev2 {
+		if !s.rev2 && !s.utf8Accept {
 			if full, err = decodeMUTF7(full); err != nil {
 				return bad("", "%v", err)
 			}
@@ -340,6 +340,8 @@ func (s *session) statusItems() ([]string, error) {
 		a = strings.ToUpper(a)
 		switch a {
 		case "MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT":
+		case "HIGHESTMODSEQ": // RFC 7162 §3.1.6, a CONDSTORE enabling item
+			s.enableCondstore()
 		default:
 			return nil, bad("", "Unknown STATUS item %s", a)
 		}
@@ -409,6 +411,8 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 			w.num(mb.Size)
 		case "RECENT":
 			w.num(0)
+		case "HIGHESTMODSEQ":
+			w.num(mb.HighestModSeq)
 		}
 	}
 	w.WriteString(")\r\n")

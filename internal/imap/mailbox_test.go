@@ -148,7 +148,7 @@ func TestStatusItems(t *testing.T) {
 	ts.deliver(sampleMsg)
 	ts.deliver(sampleMsg)
 	c := ts.login(false)
-	c.cmd("a SELECT INBOX", `re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:.*`, "a OK [READ-WRITE] SELECT completed")
+	c.cmd("a SELECT INBOX", `re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:.*`, "a OK [READ-WRITE] SELECT completed")
 	c.cmd(`b STORE 1 +FLAGS.SILENT (\Seen \Deleted)`, "b OK STORE completed")
 	size := int64(2 * len(sampleMsg))
 	c.cmd("c STATUS INBOX (MESSAGES UNSEEN DELETED SIZE RECENT)",

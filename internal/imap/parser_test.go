@@ -73,7 +73,7 @@ func TestBadInputKeepsSessionGoing(t *testing.T) {
 	c.cmd("b UID FROB 1", "b BAD Unknown command UID FROB")
 	c.cmd("c FETCH 1 FLAGS", "c BAD FETCH is not allowed in the authenticated state")
 	c.cmd("d SELECT", "d BAD expected ' ', got end of line")
-	c.cmd("e SELECT INBOX extra", "e BAD SELECT parameters are not supported")
+	c.cmd("e SELECT INBOX extra", `e BAD expected '(' at "extra"`)
 	c.cmd("f STATUS INBOX (BOGUS)", "f BAD Unknown STATUS item BOGUS")
 	c.cmd(`g SELECT "unterminated`, "g BAD unterminated quoted string")
 	c.cmd("+tag NOOP", "* BAD Missing or invalid tag")

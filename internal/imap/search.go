@@ -9,13 +9,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"mime"
-	"mime/quotedprintable"
 	"net/mail"
 	"strings"
 	"time"
-
-	"github.com/emersion/go-message/charset"
 
 	"loft/internal/message"
 	"loft/internal/store"
@@ -34,6 +30,7 @@ type searchKey struct {
 	date  time.Time
 	set   numSet
 	kids  []*searchKey
+	idx   *textHits // HEADER, BODY, TEXT: the text index's answer (textindex.go)
 }
 
 // searchReturn are the ESEARCH return options.
@@ -129,19 +126,12 @@ func (s *session) cmdSearch(c *cmd) error {
 	if err != nil {
 		return err
 	}
-	var matches []int // sequence numbers
-	for i, m := range infos {
-		if m == nil {
-			continue
-		}
-		mc := &matchCtx{s: s, seq: i + 1, info: m, n: len(sel.uids), maxUID: sel.uids[len(sel.uids)-1]}
-		ok, err := mc.match(root)
-		if err != nil {
-			return err
-		}
-		if ok {
-			matches = append(matches, i+1)
-		}
+	if err := s.searchPrepare(root, seqs); err != nil { // searchext.go
+		return err
+	}
+	matches, err := s.matchAll(root, infos) // sequence numbers; textindex.go
+	if err != nil {
+		return err
 	}
 	uids := sel.uidsOf(matches)
 	results := make([]uint32, len(matches))
@@ -173,10 +163,14 @@ func (s *session) cmdSearch(c *cmd) error {
 		}
 	}
 	w := s.w
+	modseq := searchModSeq(root, infos, matches) // searchext.go
 	if !ret.esearch {
 		w.WriteString("* SEARCH")
 		for _, r := range results {
 			fmt.Fprintf(w, " %d", r)
+		}
+		if modseq > 0 {
+			fmt.Fprintf(w, " (MODSEQ %d)", modseq)
 		}
 		w.WriteString("\r\n")
 		return nil
@@ -200,6 +194,9 @@ func (s *session) cmdSearch(c *cmd) error {
 	}
 	if ret.all && len(results) > 0 {
 		w.WriteString(" ALL " + uidSet(results))
+	}
+	if modseq > 0 {
+		fmt.Fprintf(w, " MODSEQ %d", modseq)
 	}
 	w.WriteString("\r\n")
 	return nil
@@ -316,6 +313,9 @@ func (s *session) searchKey(depth int) (*searchKey, error) {
 		b, err := s.searchKey(depth + 1)
 		return &searchKey{op: "OR", kids: []*searchKey{a, b}}, err
 	}
+	if k, ok, err := s.searchKeyExt(word); ok { // searchext.go
+		return k, err
+	}
 	return nil, bad("", "Unknown search key %s", clip([]byte(word)))
 }
 
@@ -399,11 +399,17 @@ func (mc *matchCtx) match(k *searchKey) (bool, error) {
 		}
 		return compareDate(k.op[4:], t, k.date), nil
 	case "HEADER":
+		if ok, known := k.idx.answer(m.UID); known {
+			return ok, nil
+		}
 		if err := mc.load(false); err != nil {
 			return false, err
 		}
 		return headerContains(mc.header, strings.ToLower(k.field), strings.ToLower(k.text)), nil
 	case "BODY", "TEXT":
+		if ok, known := k.idx.answer(m.UID); known {
+			return ok, nil
+		}
 		if err := mc.load(true); err != nil {
 			return false, err
 		}
@@ -412,6 +418,9 @@ func (mc *matchCtx) match(k *searchKey) (bool, error) {
 			return true, nil
 		}
 		return strings.Contains(mc.text, t), nil
+	}
+	if ok, handled, err := mc.matchExt(k); handled { // searchext.go
+		return ok, err
 	}
 	return false, fmt.Errorf("search: unknown key %s", k.op)
 }
@@ -471,12 +480,8 @@ func headerContains(header, field, text string) bool {
 	return false
 }
 
-// maxSearchRead bounds how much of one message a text search reads.
-const maxSearchRead = 32 << 20
-
-var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
-
-// load reads the header (and with body, the text) of the message.
+// load reads the header (and with body, the text) of the message, decoded
+// as the text index has it (message.ExtractText).
 func (mc *matchCtx) load(body bool) error {
 	if mc.loaded && (mc.body || !body) {
 		return nil
@@ -489,89 +494,21 @@ func (mc *matchCtx) load(body bool) error {
 		return err
 	}
 	defer f.Close()
-	if !mc.loaded {
-		root := &mc.msg.Part
-		hdr := make([]byte, min(root.BodyOffset-root.HeaderOffset, maxSearchRead))
-		if _, err := f.ReadAt(hdr, root.HeaderOffset); err != nil && err != io.EOF {
+	if body {
+		txt, err := message.ExtractText(f, mc.msg)
+		if err != nil {
 			return err
 		}
-		mc.header = decodeHeader(hdr)
-		mc.loaded = true
+		mc.header, mc.text = txt.Header, txt.Body
+		mc.loaded, mc.body = true, true
+		return nil
 	}
-	if body && !mc.body {
-		var b strings.Builder
-		budget := int64(maxSearchRead)
-		var walk func(p *message.Part)
-		walk = func(p *message.Part) {
-			if len(p.Parts) > 0 {
-				for _, c := range p.Parts {
-					walk(c)
-				}
-				return
-			}
-			if p.MediaType != "text" || budget <= 0 {
-				return
-			}
-			n := min(p.EndOffset-p.BodyOffset, budget)
-			budget -= n
-			var r io.Reader = io.NewSectionReader(f, p.BodyOffset, n)
-			switch p.Encoding {
-			case "base64":
-				r = newBase64Reader(r)
-			case "quoted-printable":
-				r = quotedprintable.NewReader(r)
-			}
-			cs := ""
-			for _, prm := range p.Params {
-				if prm.Key == "charset" {
-					cs = prm.Value
-				}
-			}
-			if cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
-				if cr, err := charset.Reader(cs, r); err == nil {
-					r = cr
-				}
-			}
-			data, _ := io.ReadAll(io.LimitReader(r, maxSearchRead))
-			b.WriteString(strings.ToLower(string(data)))
-			b.WriteByte('\n')
-		}
-		walk(&mc.msg.Part)
-		mc.text = b.String()
-		mc.body = true
+	root := &mc.msg.Part
+	hdr := make([]byte, min(root.BodyOffset-root.HeaderOffset, message.MaxText))
+	if _, err := f.ReadAt(hdr, root.HeaderOffset); err != nil && err != io.EOF {
+		return err
 	}
+	mc.header = message.DecodeHeader(hdr)
+	mc.loaded = true
 	return nil
-}
-
-// decodeHeader unfolds a header and decodes RFC 2047 words, giving one
-// lower-case "name: value" line per field.
-func decodeHeader(hdr []byte) string {
-	var b strings.Builder
-	for _, line := range strings.Split(string(hdr), "\n") {
-		line = strings.TrimRight(line, "\r")
-		if line == "" {
-			continue
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			b.WriteString(" " + strings.TrimSpace(line))
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte('\n')
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		b.WriteString(strings.ToLower(strings.TrimSpace(name)) + ":" + value)
-	}
-	var out strings.Builder
-	for _, line := range strings.Split(b.String(), "\n") {
-		if d, err := wordDecoder.DecodeHeader(line); err == nil {
-			line = d
-		}
-		out.WriteString(strings.ToLower(line))
-		out.WriteByte('\n')
-	}
-	return out.String()
 }

@@ -25,6 +25,12 @@ type selection struct {
 	readOnly    bool
 	// uids maps sequence number n to uids[n-1]; strictly increasing.
 	uids []uint32
+	// uidNext is the UIDNEXT the client was told, raised as new messages
+	// are announced: "*" in a UID set the client sends is below it.
+	uidNext uint32
+	// modseq is the highest modseq of the changes the session has told
+	// the client about (or its own): everything up to it is announced.
+	modseq int64
 }
 
 // seqOf returns the sequence number of uid, 0 if it is not in the map.
@@ -53,8 +59,19 @@ func (s *session) cmdSelect(c *cmd) error {
 	if err != nil {
 		return err
 	}
+	var qr *qresyncParams
 	if p.take(' ') {
-		return bad("", "SELECT parameters are not supported")
+		// RFC 7162 §3.1.8, §3.2.5: (CONDSTORE) and (QRESYNC (...)).
+		condstore, q, err := s.selectParams()
+		if err != nil {
+			return err
+		}
+		if condstore || q != nil {
+			// No untagged HIGHESTMODSEQ of the mailbox being left: this
+			// SELECT reports the new one's.
+			s.condstore = true
+		}
+		qr = q
 	}
 	if err := p.end(); err != nil {
 		return err
@@ -70,12 +87,19 @@ func (s *session) cmdSelect(c *cmd) error {
 	// it are announced later, and applying one twice is harmless.
 	s.absorb()
 	s.pending = s.pending[:0]
-	snap, err := s.srv.st.Select(context.Background(), s.account.ID, name)
+	var snap *store.Selection
+	var resync *store.Resync
+	if qr != nil {
+		snap, resync, err = s.srv.st.SelectChangedSince(context.Background(), s.account.ID, name, qr.modseq)
+	} else {
+		snap, err = s.srv.st.Select(context.Background(), s.account.ID, name)
+	}
 	if err != nil {
 		return storeError(err)
 	}
 	mb, uids, stats := snap.Mailbox, snap.UIDs, &snap.Stats
-	sel := &selection{id: mb.ID, name: mb.Name, uidValidity: mb.UIDValidity, readOnly: c.name == "EXAMINE", uids: uids}
+	sel := &selection{id: mb.ID, name: mb.Name, uidValidity: mb.UIDValidity, readOnly: c.name == "EXAMINE", uids: uids,
+		uidNext: mb.UIDNext, modseq: mb.HighestModSeq}
 	flags := append(slices.Clone(systemFlags), stats.Keywords...)
 	w := s.w
 	w.WriteString("* FLAGS ")
@@ -98,6 +122,9 @@ func (s *session) cmdSelect(c *cmd) error {
 	}
 	fmt.Fprintf(w, "* OK [UIDVALIDITY %d] UIDs valid\r\n", mb.UIDValidity)
 	fmt.Fprintf(w, "* OK [UIDNEXT %d] Predicted next UID\r\n", mb.UIDNext)
+	// RFC 7162 §3.1.2.1: with every SELECT of a mailbox that keeps
+	// modseqs, which every Loft mailbox does (so NOMODSEQ never applies).
+	fmt.Fprintf(w, "* OK [HIGHESTMODSEQ %d] Highest\r\n", mb.HighestModSeq)
 	if s.rev2 {
 		// RFC 9051 §6.3.2: the mailbox's name as the server knows it.
 		w.WriteString(`* LIST () "/" `)
@@ -107,6 +134,11 @@ func (s *session) cmdSelect(c *cmd) error {
 	s.sel = sel
 	s.saved = nil
 	s.state = stateSelected
+	if qr != nil && qr.uidValidity == mb.UIDValidity {
+		// A client whose UIDVALIDITY is stale gets a plain SELECT: its
+		// cache is void anyway (RFC 7162 §3.2.5.1).
+		s.writeResync(qr, resync)
+	}
 	if sel.readOnly {
 		c.ok = "[READ-ONLY] EXAMINE completed"
 	} else {

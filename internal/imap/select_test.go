@@ -18,6 +18,7 @@ func TestSelectRev1(t *testing.T) {
 		`* OK [UNSEEN 1] First unseen message`,
 		`re:^\* OK \[UIDVALIDITY \d+\] UIDs valid$`,
 		`* OK [UIDNEXT 3] Predicted next UID`,
+		`* OK [HIGHESTMODSEQ 3] Highest`,
 		`a OK [READ-WRITE] SELECT completed`)
 	c.cmd("b EXAMINE Sent",
 		`* OK [CLOSED] Previous mailbox is now closed`,
@@ -27,6 +28,7 @@ func TestSelectRev1(t *testing.T) {
 		`* 0 RECENT`,
 		`re:^\* OK \[UIDVALIDITY \d+\] UIDs valid$`,
 		`* OK [UIDNEXT 1] Predicted next UID`,
+		`* OK [HIGHESTMODSEQ 1] Highest`,
 		`b OK [READ-ONLY] EXAMINE completed`)
 	c.cmd(`c FETCH 1 FLAGS`, "c BAD Invalid message sequence number (mailbox has 0 messages)")
 	c.cmd(`d SELECT Nope`, `* OK [CLOSED] Previous mailbox is now closed`, "d NO [NONEXISTENT] No such mailbox")
@@ -44,6 +46,7 @@ func TestSelectRev2(t *testing.T) {
 		`* 1 EXISTS`,
 		`re:^\* OK \[UIDVALIDITY \d+\] UIDs valid$`,
 		`* OK [UIDNEXT 2] Predicted next UID`,
+		`* OK [HIGHESTMODSEQ 2] Highest`,
 		`* LIST () "/" "INBOX"`,
 		`a OK [READ-WRITE] SELECT completed`)
 	c.cmd("b SEARCH UNSEEN", `* ESEARCH (TAG "b") ALL 1`, "b OK SEARCH completed")
@@ -61,7 +64,7 @@ func TestSelectShowsKeywords(t *testing.T) {
 		`* OK [CLOSED] Previous mailbox is now closed`,
 		`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Work)`,
 		`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $Work \*)] Flags permitted`,
-		`re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:^b OK`)
+		`re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:.*`, `re:^b OK`)
 }
 
 // selectInbox selects INBOX with n messages (rev1 or rev2 client alike).

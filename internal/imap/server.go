@@ -60,6 +60,9 @@ type Options struct {
 	// Share one between protocols so that failures count across them.
 	Throttle *auth.Throttle
 	Logger   *slog.Logger
+	// ScanText makes SEARCH read every message for its text keys instead
+	// of asking the store's text index (tests compare the two).
+	ScanText bool
 }
 
 // Server serves IMAP on any number of listeners.

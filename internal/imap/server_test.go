@@ -242,7 +242,7 @@ func TestGreetingCapabilityLogout(t *testing.T) {
 	ts := newTestServer(t)
 	c := ts.dial()
 	c.cmd("a CAPABILITY",
-		"re:^\\* CAPABILITY IMAP4rev2 IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR LITERAL\\+ .* APPENDLIMIT=64000000 QUOTA QUOTA=RES-STORAGE$",
+		"re:^\\* CAPABILITY IMAP4rev2 IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR LITERAL\\+ .* CONDSTORE QRESYNC COMPRESS=DEFLATE NOTIFY .* APPENDLIMIT=64000000 QUOTA QUOTA=RES-STORAGE( .*)?$",
 		"a OK CAPABILITY completed")
 	c.cmd("b NOOP", "b OK NOOP completed")
 	c.cmd("c LOGOUT", "* BYE Logging out", "c OK LOGOUT completed")

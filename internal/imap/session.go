@@ -61,33 +61,39 @@ func commandTable() map[string]command {
 		"LOGIN":        {states: stateNotAuth, fn: (*session).cmdLogin},
 		"AUTHENTICATE": {states: stateNotAuth, fn: (*session).cmdAuthenticate},
 		// Authenticated (§6.3).
-		"ENABLE":       {states: authed, fn: (*session).cmdEnable}, // RFC 5161
-		"SELECT":       {states: authed, fn: (*session).cmdSelect},
-		"EXAMINE":      {states: authed, fn: (*session).cmdSelect},
-		"CREATE":       {states: authed, fn: (*session).cmdCreate},
-		"DELETE":       {states: authed, fn: (*session).cmdDelete},
-		"RENAME":       {states: authed, fn: (*session).cmdRename},
-		"SUBSCRIBE":    {states: authed, fn: (*session).cmdSubscribe},
-		"UNSUBSCRIBE":  {states: authed, fn: (*session).cmdSubscribe},
-		"LIST":         {states: authed, fn: (*session).cmdList},
-		"LSUB":         {states: authed, fn: (*session).cmdLsub}, // IMAP4rev1
-		"NAMESPACE":    {states: authed, fn: (*session).cmdNamespace},
-		"STATUS":       {states: authed, fn: (*session).cmdStatus},
-		"APPEND":       {states: authed, fn: (*session).cmdAppend},
-		"IDLE":         {states: authed, fn: (*session).cmdIdle},         // RFC 2177
-		"GETQUOTA":     {states: authed, fn: (*session).cmdGetQuota},     // RFC 9208
-		"GETQUOTAROOT": {states: authed, fn: (*session).cmdGetQuotaRoot}, // RFC 9208
-		"SETQUOTA":     {states: authed, fn: (*session).cmdSetQuota},     // RFC 9208
+		"ENABLE":         {states: authed, fn: (*session).cmdEnable}, // RFC 5161
+		"SELECT":         {states: authed, fn: (*session).cmdSelect},
+		"EXAMINE":        {states: authed, fn: (*session).cmdSelect},
+		"CREATE":         {states: authed, fn: (*session).cmdCreate},
+		"DELETE":         {states: authed, fn: (*session).cmdDelete},
+		"RENAME":         {states: authed, fn: (*session).cmdRename},
+		"SUBSCRIBE":      {states: authed, fn: (*session).cmdSubscribe},
+		"UNSUBSCRIBE":    {states: authed, fn: (*session).cmdSubscribe},
+		"LIST":           {states: authed, fn: (*session).cmdList},
+		"LSUB":           {states: authed, fn: (*session).cmdLsub}, // IMAP4rev1
+		"NAMESPACE":      {states: authed, fn: (*session).cmdNamespace},
+		"STATUS":         {states: authed, fn: (*session).cmdStatus},
+		"APPEND":         {states: authed, fn: (*session).cmdAppend},
+		"IDLE":           {states: authed, fn: (*session).cmdIdle},           // RFC 2177
+		"COMPRESS":       {states: authed, fn: (*session).cmdCompress},       // RFC 4978
+		"NOTIFY":         {states: authed, fn: (*session).cmdNotify},         // RFC 5465
+		"UNAUTHENTICATE": {states: authed, fn: (*session).cmdUnauthenticate}, // RFC 8437
+		"GETQUOTA":       {states: authed, fn: (*session).cmdGetQuota},       // RFC 9208
+		"GETQUOTAROOT":   {states: authed, fn: (*session).cmdGetQuotaRoot},   // RFC 9208
+		"SETQUOTA":       {states: authed, fn: (*session).cmdSetQuota},       // RFC 9208
 		// Selected (§6.4).
 		"CHECK":    {states: stateSelected, fn: (*session).cmdNoop}, // IMAP4rev1: a NOOP here
 		"CLOSE":    {states: stateSelected, fn: (*session).cmdClose},
 		"UNSELECT": {states: stateSelected, fn: (*session).cmdUnselect}, // RFC 3691
 		"EXPUNGE":  {states: stateSelected, fn: (*session).cmdExpunge, uid: true},
 		"SEARCH":   {states: stateSelected, fn: (*session).cmdSearch, bySeq: true, uid: true},
+		"SORT":     {states: stateSelected, fn: (*session).cmdSort, bySeq: true, uid: true},   // RFC 5256
+		"THREAD":   {states: stateSelected, fn: (*session).cmdThread, bySeq: true, uid: true}, // RFC 5256
 		"FETCH":    {states: stateSelected, fn: (*session).cmdFetch, bySeq: true, uid: true},
 		"STORE":    {states: stateSelected, fn: (*session).cmdStore, bySeq: true, uid: true},
 		"COPY":     {states: stateSelected, fn: (*session).cmdCopy, bySeq: true, uid: true},
 		"MOVE":     {states: stateSelected, fn: (*session).cmdMove, bySeq: true, uid: true}, // RFC 6851
+		"REPLACE":  {states: stateSelected, fn: (*session).cmdReplace, uid: true},           // RFC 8508
 	}
 }
 
@@ -151,7 +157,14 @@ type session struct {
 	tls    bool
 
 	state        state
-	rev2         bool // ENABLE IMAP4rev2 was given
+	rev2         bool                 // ENABLE IMAP4rev2 was given
+	condstore    bool                 // a CONDSTORE enabling command was given (RFC 7162 §3.1)
+	qresync      bool                 // ENABLE QRESYNC was given (RFC 7162 §3.2.3)
+	utf8Accept   bool                 // ENABLE UTF8=ACCEPT was given (RFC 6855)
+	compressed   bool                 // COMPRESS DEFLATE is active (RFC 4978)
+	notify       *notifySpec          // NOTIFY SET in force (RFC 5465); nil: none given
+	saveDates    map[uint32]time.Time // SAVEDATE of the messages of the running command, by UID
+	notifyDone   map[int64]bool       // mailboxes NOTIFY sent a STATUS for in this burst
 	account      *store.Account
 	sub          *store.Subscription
 	pending      []store.Change // from the feed, not yet announced
@@ -243,7 +256,7 @@ func (s *session) serve() {
 			return
 		}
 		s.conn.SetReadDeadline(time.Now().Add(s.srv.opts.IdleTimeout))
-		err := s.p.readLine()
+		err := s.readCommandLine()
 		interrupted := s.setWaiting(false)
 		s.conn.SetReadDeadline(time.Time{})
 		switch {
@@ -407,19 +420,33 @@ func (s *session) absorb() {
 }
 
 // dropOwn removes pending changes this session made itself and has
-// already answered for (its own STORE, EXPUNGE, MOVE).
-func (s *session) dropOwn(own func(c *store.Change) bool) {
+// already answered for (its own STORE, EXPUNGE, MOVE), and returns the
+// highest modseq among them (0 if none).
+func (s *session) dropOwn(own func(c *store.Change) bool) int64 {
 	s.absorb()
-	s.pending = slices.DeleteFunc(s.pending, func(c store.Change) bool { return own(&c) })
+	var modseq int64
+	s.pending = slices.DeleteFunc(s.pending, func(c store.Change) bool {
+		if own(&c) {
+			modseq = max(modseq, c.ModSeq)
+			if s.sel != nil && c.MailboxID == s.sel.id {
+				s.sel.modseq = max(s.sel.modseq, c.ModSeq)
+			}
+			return true
+		}
+		return false
+	})
+	return modseq
 }
 
 // announce turns pending changes into untagged responses: EXISTS for new
-// messages, FETCH (FLAGS) for flag changes, EXPUNGE for removals. With
-// expunges not allowed (a command by sequence number is running), it stops
-// at the first expunge of the selected mailbox and keeps the rest for
-// later, so that the order of changes is kept.
+// messages, FETCH (FLAGS) for flag changes, EXPUNGE (VANISHED with QRESYNC)
+// for removals; with NOTIFY, events of other mailboxes too (notify.go).
+// With expunges not allowed (a command by sequence number is running), it
+// stops at the first expunge of the selected mailbox and keeps the rest
+// for later, so that the order of changes is kept.
 func (s *session) announce(allowExpunge bool) {
 	s.absorb()
+	s.notifyDone = nil
 	sel := s.sel
 	exists := false
 	writeExists := func() {
@@ -436,36 +463,49 @@ func (s *session) announce(allowExpunge bool) {
 			return
 		}
 		if sel == nil || c.MailboxID != sel.id {
+			writeExists()
+			s.notifyOther(c)
 			continue
 		}
+		if c.Kind == store.ChangeExpunge && !allowExpunge {
+			writeExists()
+			if s.condstore {
+				// RFC 7162 §3.2: a client that saw higher modseqs in this
+				// command's FETCH responses must not take them as "all
+				// changes up to there": the expunge is not announced yet.
+				fmt.Fprintf(s.w, "* OK [HIGHESTMODSEQ %d] Expunges pending\r\n", min(sel.modseq, c.ModSeq-1))
+			}
+			s.pending = s.pending[i:]
+			return
+		}
+		sel.modseq = max(sel.modseq, c.ModSeq)
 		switch c.Kind {
 		case store.ChangeNew:
 			if n := len(sel.uids); n == 0 || c.UID > sel.uids[n-1] {
 				sel.uids = append(sel.uids, c.UID)
+				sel.uidNext = max(sel.uidNext, c.UID+1)
 				exists = true
+				if s.notify.wantsNewFetch() {
+					writeExists()
+					s.notifyFetchNew(c.UID)
+				}
 			}
 		case store.ChangeFlags:
 			if seq := sel.seqOf(c.UID); seq > 0 {
 				writeExists()
 				fmt.Fprintf(s.w, "* %d FETCH (UID %d FLAGS ", seq, c.UID)
 				s.writeFlags(c.Flags)
+				if s.condstore {
+					fmt.Fprintf(s.w, " MODSEQ (%d)", c.ModSeq)
+				}
 				s.w.WriteString(")\r\n")
 			}
 		case store.ChangeExpunge:
-			if !allowExpunge {
-				writeExists()
-				s.pending = s.pending[i:]
-				return
-			}
 			writeExists()
-			for _, uid := range c.UIDs {
-				if seq := sel.seqOf(uid); seq > 0 {
-					sel.remove(seq)
-					fmt.Fprintf(s.w, "* %d EXPUNGE\r\n", seq)
-				}
-			}
+			s.writeExpunges(c.UIDs)
 		case store.ChangeMailboxRename:
 			sel.name = c.Name
+			s.notifyOther(c)
 		case store.ChangeMailboxDelete:
 			s.bye("Selected mailbox was deleted")
 			return
@@ -499,7 +539,7 @@ func (s *session) mailboxArg() (string, error) {
 
 func (s *session) decodeName(raw string) (string, error) {
 	name := raw
-	if !s.rev2 {
+	if !s.rev2 && !s.utf8Accept {
 		var err error
 		if name, err = decodeMUTF7(raw); err != nil {
 			return "", bad("", "%v", err)

@@ -1,5 +1,6 @@
 // This file holds STORE and UID STORE (RFC 9051 §6.4.6): +FLAGS, -FLAGS
-// and FLAGS, with .SILENT, system flags and keywords.
+// and FLAGS, with .SILENT, system flags and keywords, and CONDSTORE's
+// UNCHANGEDSINCE modifier with its MODIFIED response code (RFC 7162 §3.1.3).
 
 package imap
 
@@ -23,8 +24,11 @@ func (s *session) cmdStore(c *cmd) error {
 	if err := p.sp(); err != nil {
 		return err
 	}
+	var opts store.StoreFlagsOptions
 	if p.peek() == '(' {
-		return bad("", "STORE modifiers (CONDSTORE) are not supported")
+		if opts, err = s.storeModifiers(); err != nil {
+			return err
+		}
 	}
 	op := store.FlagsReplace
 	switch {
@@ -66,6 +70,9 @@ func (s *session) cmdStore(c *cmd) error {
 			keep = append(keep, f)
 		}
 	}
+	if opts.Conditional {
+		s.enableCondstore() // RFC 7162 §3.1: CONDSTORE enabling
+	}
 	if s.sel.readOnly {
 		return no("READ-ONLY", "Mailbox is read-only")
 	}
@@ -76,31 +83,65 @@ func (s *session) cmdStore(c *cmd) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	upd, err := s.srv.st.StoreFlags(context.Background(), s.account.ID, s.sel.id, s.sel.uidsOf(seqs), op, keep)
+	upd, failed, err := s.srv.st.StoreFlagsWith(context.Background(), s.account.ID, s.sel.id, s.sel.uidsOf(seqs), op, keep, opts)
 	if err != nil {
 		return storeError(err)
 	}
 	s.dropOwn(func(ch *store.Change) bool { return ownFlagChange(ch, s.sel.id, upd) })
-	if silent {
+	// RFC 9051 §6.4.6: the flags of every message named, changed or not;
+	// with .SILENT none, except that with CONDSTORE the modseq of those
+	// that passed an UNCHANGEDSINCE test or changed is still sent (RFC
+	// 7162 §3.1.3), for the client's cache.
+	if silent && !s.condstore {
 		return nil
 	}
-	// RFC 9051 §6.4.6: the flags of every message named, changed or not.
+	changed := make(map[uint32]bool, len(upd))
+	for _, u := range upd {
+		changed[u.UID] = true
+	}
+	isFailed := make(map[uint32]bool, len(failed))
+	for _, u := range failed {
+		isFailed[u] = true
+	}
 	infos, err := s.messages(seqs)
 	if err != nil {
 		return err
 	}
+	var modified []uint32 // sequence numbers, or UIDs for UID STORE
 	for i, seq := range seqs {
 		m := infos[i]
 		if m == nil {
 			continue
 		}
-		fmt.Fprintf(s.w, "* %d FETCH (", seq)
-		if c.uid {
-			fmt.Fprintf(s.w, "UID %d ", m.UID)
+		if isFailed[m.UID] {
+			if c.uid {
+				modified = append(modified, m.UID)
+			} else {
+				modified = append(modified, uint32(seq))
+			}
+			continue
 		}
-		s.w.WriteString("FLAGS ")
-		s.writeFlags(m.Flags)
+		if silent && !opts.Conditional && !changed[m.UID] {
+			continue
+		}
+		fmt.Fprintf(s.w, "* %d FETCH (", seq)
+		sep := ""
+		if c.uid {
+			fmt.Fprintf(s.w, "UID %d", m.UID)
+			sep = " "
+		}
+		if !silent {
+			s.w.WriteString(sep + "FLAGS ")
+			s.writeFlags(m.Flags)
+			sep = " "
+		}
+		if s.condstore {
+			fmt.Fprintf(s.w, "%sMODSEQ (%d)", sep, m.ModSeq)
+		}
 		s.w.WriteString(")\r\n")
+	}
+	if len(modified) > 0 {
+		c.ok = "[MODIFIED " + uidSet(modified) + "] Conditional STORE failed"
 	}
 	return nil
 }

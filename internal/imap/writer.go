@@ -7,6 +7,7 @@ package imap
 
 import (
 	"bufio"
+	"compress/flate"
 	"errors"
 	"io"
 	"strconv"
@@ -18,7 +19,38 @@ import (
 // writer buffers responses to one connection.
 type writer struct {
 	*bufio.Writer
-	utf8 bool // IMAP4rev2 enabled: UTF-8 in quoted strings and names
+	utf8 bool // IMAP4rev2 or UTF8=ACCEPT enabled: UTF-8 in quoted strings and names
+	// z, with COMPRESS active (RFC 4978), is the deflate stream between
+	// the buffer and the connection.
+	z *deflater
+}
+
+// deflater is the deflate stream of a COMPRESS connection; it knows
+// whether anything was written since its last flush.
+type deflater struct {
+	fw    *flate.Writer
+	dirty bool
+}
+
+func (d *deflater) Write(p []byte) (int, error) {
+	d.dirty = d.dirty || len(p) > 0
+	return d.fw.Write(p)
+}
+
+// Flush sends what is buffered. With COMPRESS, the deflate stream is
+// flushed too (Z_SYNC_FLUSH): every burst of responses reaches the client
+// whole, which an idling client waiting for a push depends on. A flush
+// with nothing written sends nothing: an empty sync block inflates to no
+// data, which some clients (isync) take for an empty response.
+func (w *writer) Flush() error {
+	if err := w.Writer.Flush(); err != nil {
+		return err
+	}
+	if w.z != nil && w.z.dirty {
+		w.z.dirty = false
+		return w.z.fw.Flush()
+	}
+	return nil
 }
 
 // canQuote reports whether s can be sent as a quoted string.

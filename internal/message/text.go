@@ -31,8 +31,9 @@ type Text struct {
 	// Header has one line "name:value" per field of the top-level header:
 	// unfolded, RFC 2047 words decoded, lower-case.
 	Header string
-	// Body is the decoded text of every text part, then the file names of
-	// all parts that have one, each ending in "\n"; lower-case, UTF-8.
+	// Body is the decoded text of every text part (of HTML, the text
+	// without markup), then the file names of all parts that have one,
+	// each ending in "\n"; lower-case, UTF-8.
 	Body string
 	// Preview is the RFC 8970 preview: the start of the first text part,
 	// white space collapsed, quoted lines and markup left out; "" if the
@@ -66,9 +67,7 @@ func ExtractText(r io.ReaderAt, m *Message) (*Text, error) {
 	}
 
 	x := textWalk{r: r, budget: MaxText}
-	if err := x.walk(root); err != nil {
-		return nil, err
-	}
+	x.walk(root)
 	for _, n := range x.names {
 		x.body.WriteString(strings.ToLower(n))
 		x.body.WriteByte('\n')
@@ -76,9 +75,9 @@ func ExtractText(r io.ReaderAt, m *Message) (*Text, error) {
 	t.Body = x.body.String()
 	switch {
 	case x.plain != "":
-		t.Preview = preview(x.plain)
+		t.Preview = preview(x.plain, true)
 	case x.html != "":
-		t.Preview = preview(stripHTML(x.html))
+		t.Preview = preview(x.html, false)
 	}
 	return t, nil
 }
@@ -92,20 +91,18 @@ type textWalk struct {
 	plain, html string // the starts of the first inline text/plain and text/html parts
 }
 
-func (x *textWalk) walk(p *Part) error {
+func (x *textWalk) walk(p *Part) {
 	if name := fileName(p); name != "" {
 		x.names = append(x.names, name)
 	}
 	if len(p.Parts) > 0 {
 		for _, c := range p.Parts {
-			if err := x.walk(c); err != nil {
-				return err
-			}
+			x.walk(c)
 		}
-		return nil
+		return
 	}
 	if p.MediaType != "text" || x.budget <= 0 {
-		return nil
+		return
 	}
 	n := min(p.EndOffset-p.BodyOffset, x.budget)
 	x.budget -= n
@@ -125,6 +122,11 @@ func (x *textWalk) walk(p *Part) error {
 	// decoded so far is kept, as a client decoding the part would show it.
 	data, _ := io.ReadAll(io.LimitReader(dec, MaxText))
 	text := validUTF8(string(data))
+	if p.MediaSubtype == "html" {
+		// The text a reader sees, not the markup: what a search means, and
+		// a fraction of the size to index.
+		text = stripHTML(text)
+	}
 	x.body.WriteString(strings.ToLower(text))
 	x.body.WriteByte('\n')
 	if p.Disposition != "attachment" {
@@ -136,7 +138,6 @@ func (x *textWalk) walk(p *Part) error {
 			x.html = start
 		}
 	}
-	return nil
 }
 
 // fileName returns the decoded file name of a part, "" if it has none.
@@ -198,10 +199,10 @@ func decodeHeader(hdr []byte) (string, map[string]string) {
 	return out.String(), fields
 }
 
-// preview makes an RFC 8970 preview of plain text: quoted lines and the
-// signature left out, white space collapsed, at most previewChars
-// characters.
-func preview(text string) string {
+// preview makes an RFC 8970 preview of plain text: the signature and, for
+// text/plain (quoted), quoted lines left out, white space collapsed, at
+// most previewChars characters.
+func preview(text string, quoted bool) string {
 	var b strings.Builder
 	n := 0
 	for _, line := range strings.Split(text, "\n") {
@@ -209,7 +210,7 @@ func preview(text string) string {
 		if line == "-- " {
 			break // the signature
 		}
-		if strings.HasPrefix(strings.TrimSpace(line), ">") {
+		if quoted && strings.HasPrefix(strings.TrimSpace(line), ">") {
 			continue
 		}
 		for _, w := range strings.Fields(line) {

@@ -105,6 +105,7 @@ func (s *Store) Deliver(ctx context.Context, r io.Reader, opts DeliverOptions) (
 		}
 		return nil, fmt.Errorf("store: deliver: %w", err)
 	}
+	s.kickIndexer()
 	return results, nil
 }
 
@@ -153,6 +154,7 @@ func (s *Store) Append(ctx context.Context, accountID int64, mailbox string, r i
 		s.blobs.Remove(body.id)
 		return nil, fmt.Errorf("store: append to %q: %w", mailbox, err)
 	}
+	s.kickIndexer()
 	return &res, nil
 }
 
@@ -240,7 +242,7 @@ func insertBody(t *txn, b *newBody) error {
 		b.id, b.size, b.structure, b.sha256)
 	t.bodies = append(t.bodies, b.id)
 	if err == nil && b.index != nil {
-		err = insertBodyIndex(t, b.id, b.index)
+		err = insertBodyIndex(t, b.id, b.index, false) // the indexer adds the text
 	}
 	return err
 }

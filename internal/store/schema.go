@@ -119,6 +119,14 @@ BEGIN
 	DELETE FROM body_index WHERE blob = OLD.blob;
 END;
 `,
+	// 6: the text of a body goes into body_fts just after its delivery, by
+	// the store's indexer, not in the delivery's commit (fts.go). indexed:
+	// 0 not yet, 1 in body_fts, 2 too large to index (searched by reading
+	// the file). Rows of migration 5 were indexed in their commit: 1.
+	`
+ALTER TABLE body_index ADD COLUMN indexed INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX body_index_pending ON body_index(id) WHERE indexed = 0;
+`,
 }
 
 // migrate brings the schema to the newest version.

@@ -73,6 +73,7 @@ type Store struct {
 	writer       *writer
 	feed         *feed
 	index        *index
+	text         textIndexer // fills the full-text index after deliveries (fts.go)
 }
 
 // Open opens (creating if needed) the store in opts.Dir and brings its
@@ -163,6 +164,7 @@ func createPrivate(path string) error {
 
 // Close waits for queued writes to finish and closes the database.
 func (s *Store) Close() error {
+	s.text.stop()
 	s.writer.stop()
 	s.blobs.Close()
 	err := s.wdb.Close()
