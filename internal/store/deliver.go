@@ -105,7 +105,6 @@ func (s *Store) Deliver(ctx context.Context, r io.Reader, opts DeliverOptions) (
 		}
 		return nil, fmt.Errorf("store: deliver: %w", err)
 	}
-	s.kickIndexer()
 	return results, nil
 }
 
@@ -154,7 +153,6 @@ func (s *Store) Append(ctx context.Context, accountID int64, mailbox string, r i
 		s.blobs.Remove(body.id)
 		return nil, fmt.Errorf("store: append to %q: %w", mailbox, err)
 	}
-	s.kickIndexer()
 	return &res, nil
 }
 
