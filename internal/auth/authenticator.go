@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -138,6 +139,7 @@ type Authenticator struct {
 	hashing  chan struct{} // semaphore of argon2id computations
 	// verifyPassword is VerifyPassword; tests watch it.
 	verifyPassword func(hash, password string) (bool, error)
+	hashes         atomic.Uint64 // argon2id computations done
 	// dummy is an argon2id hash no password matches, made on first need
 	// (it costs as much as a login).
 	dummyOnce sync.Once
@@ -202,6 +204,11 @@ func NewAuthenticator(opts AuthenticatorOptions) *Authenticator {
 
 // Throttle returns the throttle the Authenticator counts failures in.
 func (a *Authenticator) Throttle() *Throttle { return a.throttle }
+
+// Hashes reports how many password hashes the Authenticator has computed:
+// logins served from the cache compute none (for metrics, and for tests of
+// the protocols that must use the cache).
+func (a *Authenticator) Hashes() uint64 { return a.hashes.Load() }
 
 // Blocked reports whether addr is blocked, and until when: protocols refuse
 // such a client at once, before any password.
@@ -272,6 +279,7 @@ func (a *Authenticator) verify(ctx context.Context, hash, password string) (bool
 		return false, ctx.Err()
 	}
 	defer func() { <-a.hashing }()
+	a.hashes.Add(1)
 	return a.verifyPassword(hash, password)
 }
 

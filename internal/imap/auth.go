@@ -32,7 +32,9 @@ func (s *session) capabilities() string {
 			caps = append(caps, "STARTTLS")
 		}
 		if s.plaintextOK() {
-			caps = append(caps, "AUTH=PLAIN", "AUTH=LOGIN")
+			for _, m := range auth.Mechanisms {
+				caps = append(caps, "AUTH="+m)
+			}
 		} else {
 			caps = append(caps, "LOGINDISABLED")
 		}
@@ -213,6 +215,10 @@ func (s *session) cmdLogin(c *cmd) error {
 // maxSASLSteps bounds the exchanges of one AUTHENTICATE.
 const maxSASLSteps = 5
 
+// cmdAuthenticate runs a SASL exchange (RFC 9051 §6.2.2): PLAIN, LOGIN or
+// SCRAM-SHA-256, with an initial response (SASL-IR) or without. SCRAM's
+// server-final message, which must reach the client before the tagged OK,
+// goes as one more continuation, answered with an empty line.
 func (s *session) cmdAuthenticate(c *cmd) error {
 	p := s.p
 	if err := p.sp(); err != nil {
@@ -238,17 +244,18 @@ func (s *session) cmdAuthenticate(c *cmd) error {
 	if !s.plaintextOK() {
 		return no("PRIVACYREQUIRED", "Use STARTTLS first")
 	}
-	ex, err := auth.NewPasswordExchange(mech)
+	ex, err := s.srv.opts.Auth.Start(mech, s.remote)
 	if err != nil {
 		return no("CANNOT", "Unsupported authentication mechanism")
 	}
+	ctx := s.srv.stopCtx
 	for range maxSASLSteps {
-		chal, creds, err := ex.Next(resp)
-		if err != nil {
-			return bad("", "Invalid authentication exchange")
-		}
-		if creds != nil {
-			return s.login(c, creds.Username, creds.Password)
+		chal, id, err := ex.Next(ctx, resp)
+		switch {
+		case err != nil:
+			return s.authFailed(err, mech)
+		case id != nil:
+			return s.open(c, id)
 		}
 		if err := s.continuation(base64.StdEncoding.EncodeToString(chal)); err != nil {
 			return err
@@ -274,34 +281,69 @@ func (s *session) cmdAuthenticate(c *cmd) error {
 	return bad("", "Too many authentication steps")
 }
 
-// login checks a password and enters the authenticated state. Failures
-// are answered after the throttle's delay; a connection is closed after a
-// few of them.
+// login checks a LOGIN password and enters the authenticated state.
 func (s *session) login(c *cmd, user, pass string) error {
-	ctx := context.Background()
-	id, hash, err := s.srv.st.PasswordHash(ctx, user)
-	ok := false
-	if err == nil {
-		ok, err = auth.VerifyPassword(hash, pass)
+	id, err := s.srv.opts.Auth.CheckPassword(s.srv.stopCtx, s.remote, user, pass)
+	if err != nil {
+		return s.authFailed(err, "LOGIN")
 	}
-	if err != nil && !errors.Is(err, store.ErrNoAccount) {
-		s.log.Warn("login", "user", user, "err", err)
-	}
-	var acct *store.Account
-	if ok {
-		acct, err = s.srv.st.AccountByID(ctx, id)
-		ok = err == nil
-	}
-	if !ok {
-		delay := s.srv.opts.Throttle.Failed(s.remote, user)
-		s.log.Info("login failed", "user", user, "delay", delay)
-		time.Sleep(delay)
+	return s.open(c, id)
+}
+
+// authFailed answers a login that did not succeed. A wrong password and
+// an unknown account get the same words, after the same throttle delay
+// (taken by the Authenticator); the connection is closed after
+// MaxAuthFailures of them. A blocked address is told so and dropped.
+func (s *session) authFailed(err error, mech string) error {
+	var failed *auth.FailedError
+	switch {
+	case errors.As(err, &failed):
 		s.authFailures++
-		if s.authFailures >= maxAuthFailures {
-			s.state = stateLogout
+		s.log.Info("login failed", "user", failed.Username, "mech", mech, "reason", failed.Reason,
+			"failures", s.authFailures, "delay", failed.Delay)
+		if s.authFailures >= s.srv.opts.MaxAuthFailures {
+			s.state = stateLogout // closed after the tagged NO
 		}
 		return no("AUTHENTICATIONFAILED", "Authentication failed") // RFC 9051 §7.1
+	case errors.Is(err, auth.ErrBlocked):
+		s.log.Info("login refused: address blocked after too many failures")
+		s.state = stateLogout
+		return no("UNAVAILABLE", "Too many failed logins from your address; try again later")
+	case errors.Is(err, auth.ErrAuthzID):
+		// An authorization identity other than the login name: no one may
+		// act as another, so it counts as a failed login.
+		return s.authFailed(s.srv.opts.Auth.Failed(s.srv.stopCtx, s.remote, "", "authorization identity differs"), mech)
+	case errors.Is(err, auth.ErrMalformedResponse):
+		s.authFailures++
+		if s.authFailures >= s.srv.opts.MaxAuthFailures {
+			s.state = stateLogout
+		}
+		return bad("", "Invalid authentication exchange")
+	case errors.Is(err, context.Canceled):
+		s.state = stateLogout
+		return no("UNAVAILABLE", "Server shutting down")
 	}
+	s.log.Warn("login", "mech", mech, "err", err)
+	return no("UNAVAILABLE", "Authentication is temporarily unavailable")
+}
+
+// open counts the session against the per-address limit of its account,
+// then enters the authenticated state.
+func (s *session) open(c *cmd, id *auth.Identity) error {
+	release, ok := s.srv.opts.Auth.OpenSession(id, s.remote)
+	if !ok {
+		s.log.Info("login refused: too many sessions of the account from this address", "account", id.Address)
+		return no("LIMIT", "Too many sessions of this account from your address") // RFC 5530
+	}
+	acct, err := s.srv.st.AccountByID(context.Background(), id.AccountID)
+	if err != nil {
+		release()
+		if errors.Is(err, store.ErrNoAccount) {
+			return no("AUTHENTICATIONFAILED", "Authentication failed")
+		}
+		return err
+	}
+	s.release = release
 	s.account = acct
 	s.sub = s.srv.st.Subscribe(acct.ID)
 	s.state = stateAuth
@@ -344,6 +386,10 @@ func (s *session) cmdUnauthenticate(c *cmd) error {
 	if s.sub != nil {
 		s.sub.Close()
 		s.sub = nil
+	}
+	if s.release != nil {
+		s.release()
+		s.release = nil
 	}
 	s.log.Info("logged out", "cmd", "UNAUTHENTICATE")
 	s.log = s.srv.log.With("remote", s.conn.RemoteAddr().String())

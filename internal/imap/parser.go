@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -21,13 +23,22 @@ import (
 
 // Limits of what a client may send.
 const (
-	// maxLineLength bounds one line of a command (without its literals):
-	// long enough for a UID set of many thousands of ranges, which clients
-	// such as mbsync send, and small enough to be buffered per connection.
-	maxLineLength = 64 * 1024
+	// DefaultMaxLineLength bounds one line of a command (without its
+	// literals) unless Options.MaxLineLength says otherwise: long enough
+	// for a UID set of many thousands of ranges, which clients such as
+	// mbsync send, and small enough to be buffered per connection.
+	DefaultMaxLineLength = 64 * 1024
+	// maxDiscard bounds how much of an overlong line is read and dropped
+	// before the session is ended instead: past it the client is not
+	// speaking IMAP, and reading on would only spend bandwidth.
+	maxDiscard = 1 << 20
 	// maxStringLiteral bounds a literal that is not a message (a mailbox
 	// name, a search string, a password): these are held in memory.
 	maxStringLiteral = 1 << 20
+	// minLiteralRate is the slowest a literal's data may arrive, in bytes
+	// per second, beyond the command timeout: a client announcing a large
+	// literal and trickling it cannot hold the session for ever.
+	minLiteralRate = 16 << 10
 )
 
 // syntaxError is a malformed command: the session answers BAD with msg.
@@ -50,9 +61,32 @@ type literalError struct {
 
 func (e *literalError) Error() string { return e.msg }
 
-// errLineTooLong is a command line longer than maxLineLength; its bytes
-// were consumed up to the end of the line.
-var errLineTooLong = &syntaxError{msg: fmt.Sprintf("command line too long (limit %d bytes)", maxLineLength)}
+// lineTooLongError is a command line longer than the limit; its bytes
+// were consumed up to the end of the line, of which the parser keeps the
+// tail, so that a literal announced there is still recognised (and its
+// data discarded rather than read as commands).
+type lineTooLongError struct{ limit int }
+
+func (e *lineTooLongError) Error() string {
+	return fmt.Sprintf("command line too long (limit %d bytes)", e.limit)
+}
+
+func (e *lineTooLongError) Is(target error) bool { return target == errLineTooLong }
+
+// errLineTooLong matches any lineTooLongError (errors.Is).
+var errLineTooLong = errors.New("command line too long")
+
+// errLiteralOverflow is a non-synchronizing literal whose size does not
+// fit in 63 bits: its data cannot be skipped, so the session ends.
+var errLiteralOverflow = errors.New("literal size out of range")
+
+// errCommandTimeout is a command line that did not end within the command
+// timeout of its first byte.
+var errCommandTimeout = errors.New("command timed out")
+
+// errLineFar is a line so much longer than the limit (maxDiscard) that
+// the session ends rather than reading on.
+var errLineFar = fmt.Errorf("command line longer than %d bytes", maxDiscard)
 
 // literalSpec is a literal announced at the end of the current line.
 type literalSpec struct {
@@ -68,40 +102,74 @@ type parser struct {
 	pos      int
 	consumed bool                    // the current line's trailing literal was read (or refused)
 	cont     func(text string) error // sends a continuation request "+ text"
+	maxLine  int                     // the line limit; 0: DefaultMaxLineLength
+	// deadline, if set, sets the connection's read deadline; the parser
+	// applies the command timeout from a line's first byte to its end and
+	// to a literal's data (in proportion to its size), so that a client
+	// trickling bytes is dropped.
+	deadline       func(time.Time)
+	commandTimeout time.Duration
+	// broken: a literal that cannot be skipped was announced; the
+	// connection must end.
+	broken bool
 }
 
+// tailKeep is how much of an overlong line is kept: enough for a literal
+// announcement ("~{" 19 digits "+}").
+const tailKeep = 32
+
 // readLine reads the next line (CRLF or bare LF ends it) into p.line. A
-// line over maxLineLength is consumed to its end and errLineTooLong
-// returned.
+// line over the limit is consumed to its end and a lineTooLongError
+// returned, with p.line holding its tail; one over maxDiscard is
+// errLineFar, after which the connection cannot be used.
 func (p *parser) readLine() error {
 	p.line = p.line[:0]
 	p.pos = 0
 	p.consumed = false
-	tooLong := false
+	if p.deadline != nil && p.commandTimeout > 0 {
+		// Waiting for the line is the caller's deadline (idle); once
+		// it starts, the rest must follow within the command timeout.
+		if _, err := p.r.Peek(1); err != nil {
+			return err
+		}
+		p.deadline(time.Now().Add(p.commandTimeout))
+	}
+	limit := p.maxLine
+	if limit <= 0 {
+		limit = DefaultMaxLineLength
+	}
+	read := 0
 	for {
 		chunk, err := p.r.ReadSlice('\n')
-		if !tooLong {
-			if len(p.line)+len(chunk) > maxLineLength+2 {
-				tooLong = true
-				p.line = p.line[:0]
-			} else {
-				p.line = append(p.line, chunk...)
+		read += len(chunk)
+		if read <= limit+2 {
+			p.line = append(p.line, chunk...)
+		} else {
+			if read > maxDiscard {
+				return errLineFar
+			}
+			p.line = append(p.line, chunk...)
+			if n := len(p.line); n > tailKeep {
+				p.line = p.line[:copy(p.line, p.line[n-tailKeep:])]
 			}
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && p.deadline != nil && p.commandTimeout > 0 {
+			return errCommandTimeout
 		}
 		if err != nil {
 			return err
 		}
 		break
 	}
-	if tooLong {
-		return errLineTooLong
-	}
 	p.line = p.line[:len(p.line)-1]
 	if n := len(p.line); n > 0 && p.line[n-1] == '\r' {
 		p.line = p.line[:n-1]
+	}
+	if read > limit+2 {
+		return &lineTooLongError{limit: limit}
 	}
 	return nil
 }
@@ -126,12 +194,14 @@ func (p *parser) trailingLiteral() (spec literalSpec, start int, ok bool) {
 	for i > 0 && l[i-1] >= '0' && l[i-1] <= '9' {
 		i--
 	}
-	if i == end || i == 0 || l[i-1] != '{' || end-i > 19 {
+	if i == end || i == 0 || l[i-1] != '{' {
 		return spec, 0, false
 	}
 	size, err := strconv.ParseInt(string(l[i:end]), 10, 64)
 	if err != nil {
-		return spec, 0, false
+		// Too many digits for any size: still a literal announcement
+		// (its data must not run as commands), larger than every limit.
+		size = math.MaxInt64
 	}
 	spec.size = size
 	start = i - 1
@@ -153,7 +223,12 @@ func (p *parser) discardCommand() error {
 		if !ok || p.consumed || spec.sync {
 			return nil
 		}
+		if spec.size == math.MaxInt64 {
+			p.broken = true
+			return errLiteralOverflow
+		}
 		p.consumed = true
+		p.literalDeadline(spec.size)
 		if _, err := io.CopyN(io.Discard, p.r, spec.size); err != nil {
 			return err
 		}
@@ -363,10 +438,20 @@ func (p *parser) literal(max int64) ([]byte, error) {
 func (p *parser) beginLiteral(spec literalSpec) error {
 	p.consumed = true
 	p.pos = len(p.line)
+	p.literalDeadline(spec.size)
 	if spec.sync {
 		return p.cont("Ready for literal data")
 	}
 	return nil
+}
+
+// literalDeadline gives a literal of size bytes the command timeout plus
+// the time it takes at minLiteralRate.
+func (p *parser) literalDeadline(size int64) {
+	if p.deadline == nil || p.commandTimeout <= 0 {
+		return
+	}
+	p.deadline(time.Now().Add(p.commandTimeout + time.Duration(size/minLiteralRate)*time.Second))
 }
 
 // finishLiteral discards what the consumer of a streamed literal left

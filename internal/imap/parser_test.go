@@ -78,7 +78,7 @@ func TestBadInputKeepsSessionGoing(t *testing.T) {
 	c.cmd(`g SELECT "unterminated`, "g BAD unterminated quoted string")
 	c.cmd("+tag NOOP", "* BAD Missing or invalid tag")
 	c.cmd("h", "h BAD Missing command")
-	c.send(strings.Repeat("x", maxLineLength+10))
+	c.send(strings.Repeat("x", DefaultMaxLineLength+10))
 	c.expect("* BAD command line too long (limit 65536 bytes)")
 	c.cmd("i NOOP", "i OK NOOP completed")
 }

@@ -37,6 +37,12 @@ const (
 	// as APPENDLIMIT (RFC 7889) when Options.AppendLimit is 0: the same as
 	// SMTP's default maximum message size.
 	DefaultAppendLimit = 64 * 1000 * 1000
+	// DefaultCommandTimeout: see Options.CommandTimeout.
+	DefaultCommandTimeout = 2 * time.Minute
+	// DefaultMaxAuthFailures is how many failed logins a connection gets
+	// before it is closed, so that the throttle's delays cannot be
+	// pipelined away.
+	DefaultMaxAuthFailures = 3
 )
 
 // Options configure a Server.
@@ -56,10 +62,26 @@ type Options struct {
 	AppendLimit int64
 	// IdleTimeout overrides IdleTimeout (tests).
 	IdleTimeout time.Duration
-	// Throttle delays answers to failed logins; nil makes one per Server.
-	// Share one between protocols so that failures count across them.
-	Throttle *auth.Throttle
-	Logger   *slog.Logger
+	// Auth checks logins (with its cache, hashing cap and throttle) and
+	// counts sessions per account and address; nil makes one per Server,
+	// with Throttle. Share one between protocols so that failures count
+	// across them and a login cached over one serves the other.
+	Auth *auth.Authenticator
+	// Throttle and MaxSessionsPerAccountIP are used only when Auth is
+	// nil, to make one; a nil Throttle makes one too.
+	Throttle                *auth.Throttle
+	MaxSessionsPerAccountIP int
+	// MaxLineLength bounds a command line, literals excluded; 0 means
+	// DefaultMaxLineLength.
+	MaxLineLength int
+	// CommandTimeout bounds the time from a command line's first byte to
+	// its end (and, with minLiteralRate, a literal's data); 0 means
+	// DefaultCommandTimeout.
+	CommandTimeout time.Duration
+	// MaxAuthFailures failed logins close the connection; 0 means
+	// DefaultMaxAuthFailures.
+	MaxAuthFailures int
+	Logger          *slog.Logger
 	// ScanText makes SEARCH read every message for its text keys instead
 	// of asking the store's text index (tests compare the two).
 	ScanText bool
@@ -77,7 +99,11 @@ type Server struct {
 	listeners []net.Listener
 	sessions  map[*session]struct{}
 	closing   bool
-	wg        sync.WaitGroup
+	// stop ends the waits of logins in progress (the hashing queue, the
+	// throttle's delay) when the server shuts down.
+	stopCtx context.Context
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // New returns a server for the accounts of st.
@@ -94,14 +120,32 @@ func New(st *store.Store, opts Options) *Server {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = IdleTimeout
 	}
-	if opts.Throttle == nil {
-		opts.Throttle = auth.NewThrottle(auth.ThrottleOptions{})
+	if opts.Auth == nil {
+		if opts.Throttle == nil {
+			opts.Throttle = auth.NewThrottle(auth.ThrottleOptions{})
+		}
+		opts.Auth = auth.NewAuthenticator(auth.AuthenticatorOptions{
+			Accounts: st, Throttle: opts.Throttle, Logger: opts.Logger,
+			MaxSessionsPerAccountIP: opts.MaxSessionsPerAccountIP})
+	}
+	opts.Throttle = opts.Auth.Throttle()
+	if opts.MaxLineLength <= 0 {
+		opts.MaxLineLength = DefaultMaxLineLength
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	if opts.MaxAuthFailures <= 0 {
+		opts.MaxAuthFailures = DefaultMaxAuthFailures
 	}
 	proto := "imap"
 	if opts.ImplicitTLS {
 		proto = "imaps"
 	}
+	stopCtx, stop := context.WithCancel(context.Background())
 	return &Server{
+		stopCtx:  stopCtx,
+		stop:     stop,
 		st:       st,
 		opts:     opts,
 		log:      opts.Logger.With("proto", proto),
@@ -175,6 +219,7 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
+	s.stop()
 	for _, l := range s.listeners {
 		l.Close()
 	}
@@ -200,6 +245,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closing = true
+	s.stop()
 	for _, l := range s.listeners {
 		l.Close()
 	}

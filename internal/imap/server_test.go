@@ -242,7 +242,7 @@ func TestGreetingCapabilityLogout(t *testing.T) {
 	ts := newTestServer(t)
 	c := ts.dial()
 	c.cmd("a CAPABILITY",
-		"re:^\\* CAPABILITY IMAP4rev2 IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR LITERAL\\+ .* CONDSTORE QRESYNC COMPRESS=DEFLATE NOTIFY .* APPENDLIMIT=64000000 QUOTA QUOTA=RES-STORAGE( .*)?$",
+		"re:^\\* CAPABILITY IMAP4rev2 IMAP4rev1 AUTH=SCRAM-SHA-256 AUTH=PLAIN AUTH=LOGIN SASL-IR LITERAL\\+ .* CONDSTORE QRESYNC COMPRESS=DEFLATE NOTIFY .* APPENDLIMIT=64000000 QUOTA QUOTA=RES-STORAGE( .*)?$",
 		"a OK CAPABILITY completed")
 	c.cmd("b NOOP", "b OK NOOP completed")
 	c.cmd("c LOGOUT", "* BYE Logging out", "c OK LOGOUT completed")
@@ -261,7 +261,7 @@ func TestLoginFailsThenSucceeds(t *testing.T) {
 func TestLoginClosedAfterRepeatedFailures(t *testing.T) {
 	ts := newTestServer(t)
 	c := ts.dial()
-	for i := range maxAuthFailures {
+	for i := range DefaultMaxAuthFailures {
 		c.cmd(fmt.Sprintf("a%d LOGIN alice@example.org wrong", i), fmt.Sprintf("a%d NO [AUTHENTICATIONFAILED] Authentication failed", i))
 	}
 	if l, err := c.readResponse(2 * time.Second); err != io.EOF {
@@ -337,7 +337,7 @@ func TestStartTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.conn, c.r = tc, bufio.NewReader(tc)
-	c.cmd("c CAPABILITY", "re:^\\* CAPABILITY IMAP4rev2 IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR .*$", "c OK CAPABILITY completed")
+	c.cmd("c CAPABILITY", "re:^\\* CAPABILITY IMAP4rev2 IMAP4rev1 AUTH=SCRAM-SHA-256 AUTH=PLAIN AUTH=LOGIN SASL-IR .*$", "c OK CAPABILITY completed")
 	c.cmd("d STARTTLS", "d BAD TLS not available")
 	c.cmd("e LOGIN "+testUser+` "`+testPass+`"`, `re:^e OK \[CAPABILITY .*\] Logged in$`)
 

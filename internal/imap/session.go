@@ -171,15 +171,12 @@ type session struct {
 	sel          *selection     // the selected mailbox, in stateSelected
 	saved        []uint32       // SEARCHRES "$": UIDs of the last SEARCH ... RETURN (SAVE)
 	authFailures int
+	release      func() // ends the session's count in Auth.OpenSession
 
 	mu          sync.Mutex // guards waiting and interrupted
 	waiting     bool       // blocked reading a command (or in IDLE)
 	interrupted bool       // the server shuts down
 }
-
-// maxAuthFailures is how many failed logins a connection gets before it
-// is closed, so that the throttle's delays cannot be pipelined away.
-const maxAuthFailures = 3
 
 func newSession(srv *Server, conn net.Conn) *session {
 	id := srv.seq.Add(1)
@@ -198,7 +195,14 @@ func (s *session) setConn(conn net.Conn) {
 	s.conn = conn
 	br := bufio.NewReaderSize(conn, 8192)
 	if s.p == nil {
-		s.p = &parser{cont: s.continuation}
+		s.p = &parser{
+			cont:           s.continuation,
+			maxLine:        s.srv.opts.MaxLineLength,
+			commandTimeout: s.srv.opts.CommandTimeout,
+			// s.conn, not conn: STARTTLS replaces it, and deadlines
+			// belong on the outermost connection.
+			deadline: func(t time.Time) { s.conn.SetReadDeadline(t) },
+		}
 	}
 	s.p.r = br
 	utf8 := s.w != nil && s.w.utf8
@@ -238,6 +242,9 @@ func (s *session) serve() {
 		if s.sub != nil {
 			s.sub.Close()
 		}
+		if s.release != nil {
+			s.release()
+		}
 		s.conn.Close()
 	}()
 	s.log.Debug("connected")
@@ -262,11 +269,21 @@ func (s *session) serve() {
 		switch {
 		case err == nil:
 		case errors.Is(err, errLineTooLong):
+			// Untagged: the tag was in the part not kept. A literal
+			// announced at the line's end is still skipped as data.
 			s.w.WriteString("* BAD " + err.Error() + "\r\n")
-			if s.flush() != nil {
+			if s.flush() != nil || s.p.discardCommand() != nil {
 				return
 			}
 			continue
+		case errors.Is(err, errCommandTimeout):
+			s.log.Info("command timed out", "timeout", s.srv.opts.CommandTimeout)
+			s.bye("Command timed out")
+			return
+		case errors.Is(err, errLineFar):
+			s.log.Info("line too long, closing", "limit", maxDiscard)
+			s.bye("Command line too long")
+			return
 		case interrupted:
 			s.bye("Server shutting down")
 			return
@@ -278,6 +295,12 @@ func (s *session) serve() {
 		}
 		if err := s.execute(); err != nil {
 			s.log.Debug("connection ends", "err", err)
+			return
+		}
+		if s.p.broken {
+			// What follows is the data of a literal that cannot be
+			// skipped: nothing more can be read as commands.
+			s.bye("Literal size out of range")
 			return
 		}
 		if s.flush() != nil {
@@ -343,7 +366,7 @@ func (s *session) execute() error {
 	}
 	// Whatever the outcome, a literal the handler did not read is data to
 	// skip, never a command.
-	if derr := p.discardCommand(); derr != nil {
+	if derr := p.discardCommand(); derr != nil && !errors.Is(derr, errLiteralOverflow) {
 		return derr
 	}
 	if isConnError(err) {

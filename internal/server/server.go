@@ -141,12 +141,15 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	// One IMAP configuration for both listeners; imaps differs only in
 	// speaking TLS from the start. The throttle is shared by the two.
 	imapOpts := imap.Options{
-		Hostname:    cfg.Hostname,
-		TLS:         s.tls,
-		Plaintext:   cfg.Auth.Plaintext,
-		Throttle:    throttle,
-		IdleTimeout: lim.IdleTimeout, // 0: IMAP's own 30 minutes
-		Logger:      log,
+		Hostname:        cfg.Hostname,
+		TLS:             s.tls,
+		Plaintext:       cfg.Auth.Plaintext,
+		Auth:            authn,
+		IdleTimeout:     lim.IdleTimeout, // 0: IMAP's own 30 minutes
+		CommandTimeout:  lim.CommandTimeout,
+		MaxLineLength:   lim.MaxCommandLine,
+		MaxAuthFailures: lim.MaxAuthAttempts,
+		Logger:          log,
 	}
 	imapsOpts := imapOpts
 	imapsOpts.ImplicitTLS = true
