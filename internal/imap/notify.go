@@ -8,8 +8,9 @@
 //
 // Loft's reading of the RFC where it leaves room: without a "selected"
 // group (or with "selected-delayed"), the selected mailbox's changes are
-// announced as in base IMAP, at the end of commands; SubscriptionChange is
-// accepted but Loft's store has no subscription events to send.
+// announced as in base IMAP, at the end of commands; SubscriptionChange
+// sends a LIST with or without \Subscribed for each SUBSCRIBE and
+// UNSUBSCRIBE of a matching name.
 
 package imap
 
@@ -322,6 +323,18 @@ func (s *session) notifyOther(c *store.Change) {
 			s.w.mailbox(c.OldName)
 			s.w.WriteString("))")
 		}
+		s.w.WriteString("\r\n")
+	case store.ChangeSubscription:
+		// RFC 5465 §5.5: a LIST with \Subscribed, or without it.
+		if !s.notifyMatch(c.Name, "SUBSCRIPTIONCHANGE") {
+			return
+		}
+		attrs := "()"
+		if c.Subscribed {
+			attrs = `(\Subscribed)`
+		}
+		s.w.WriteString("* LIST " + attrs + ` "/" `)
+		s.w.mailbox(c.Name)
 		s.w.WriteString("\r\n")
 	}
 }

@@ -75,6 +75,25 @@ func TestNotifyMailboxNameAndDelayed(t *testing.T) {
 	c.cmd("n NOOP", "* 2 EXISTS", "n OK NOOP completed")
 }
 
+// RFC 5465 §5.5: SubscriptionChange events are LIST responses with or
+// without \Subscribed; a client that did not ask for them gets none.
+func TestNotifySubscriptionChange(t *testing.T) {
+	ts := newTestServer(t)
+	c := ts.login(true)
+	c.cmd("a NOTIFY SET (personal (SubscriptionChange))", "a OK NOTIFY completed")
+	m := ts.login(true)
+	m.cmd("m NOTIFY SET (personal (MailboxName))", "m OK NOTIFY completed")
+	o := ts.login(true)
+	o.cmd("o1 CREATE Lists", "o1 OK CREATE completed")
+	m.expectWithin(2*time.Second, `* LIST () "/" "Lists"`)
+	o.cmd("o2 SUBSCRIBE Lists", "o2 OK SUBSCRIBE completed")
+	c.expectWithin(2*time.Second, `* LIST (\Subscribed) "/" "Lists"`)
+	o.cmd("o3 UNSUBSCRIBE Lists", "o3 OK UNSUBSCRIBE completed")
+	c.expectWithin(2*time.Second, `* LIST () "/" "Lists"`)
+	c.expectNothing(200 * time.Millisecond) // nothing for the CREATE
+	m.expectNothing(200 * time.Millisecond) // nothing for (UN)SUBSCRIBE
+}
+
 // RFC 5465 §5 and §8: BADEVENT for unsupported events, BAD for event
 // groups the grammar or the rules refuse.
 func TestNotifyErrors(t *testing.T) {

@@ -19,6 +19,7 @@ const (
 	ChangeMailboxRename                       // OldName was renamed to Name
 	ChangeMailboxDelete                       // Name was deleted
 	ChangeAccountDelete                       // the account is gone: sessions end
+	ChangeSubscription                        // Name was subscribed or unsubscribed (Subscribed)
 )
 
 // Change is one committed change of an account.
@@ -32,6 +33,9 @@ type Change struct {
 	ModSeq    int64    // the mailbox's modseq after the change
 	Flags     []string // ChangeNew, ChangeFlags
 	Size      int64    // ChangeNew: the message size, for quota and STATUS SIZE
+	// Subscribed is the new state, for ChangeSubscription (whose MailboxID
+	// is 0: it concerns a name, not messages).
+	Subscribed bool
 	accountID int64
 	blob      string // ChangeNew: the body, for the mailbox index
 	date      int64  // ChangeNew: internal date, unix seconds, for the index

@@ -168,7 +168,11 @@ func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string,
 	err := s.write(ctx, func(t *txn) error {
 		res, err := t.exec(`UPDATE mailboxes SET subscribed = ? WHERE account_id = ? AND name = ?`,
 			subscribed, accountID, name)
-		return noRowsIs(res, err, ErrNoMailbox)
+		if err := noRowsIs(res, err, ErrNoMailbox); err != nil {
+			return err
+		}
+		t.changes = append(t.changes, Change{Kind: ChangeSubscription, Name: name, Subscribed: subscribed, accountID: accountID})
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store: subscribe %q: %w", name, err)
