@@ -36,9 +36,9 @@ type Change struct {
 	// Subscribed is the new state, for ChangeSubscription (whose MailboxID
 	// is 0: it concerns a name, not messages).
 	Subscribed bool
-	accountID int64
-	blob      string // ChangeNew: the body, for the mailbox index
-	date      int64  // ChangeNew: internal date, unix seconds, for the index
+	accountID  int64
+	blob       string // ChangeNew: the body, for the mailbox index
+	date       int64  // ChangeNew: internal date, unix seconds, for the index
 }
 
 type feed struct {
