@@ -45,6 +45,20 @@ func openStore(cfg *config.Config) (*store.Store, error) {
 	return store.Open(context.Background(), store.Options{Dir: cfg.DataDir, DefaultQuota: cfg.Quota.Default})
 }
 
+// openConfigured loads the configuration a command's --config names and
+// opens its store, which the caller closes.
+func openConfigured(load func() (*config.Config, bool, error)) (*config.Config, *store.Store, error) {
+	cfg, _, err := load()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, st, nil
+}
+
 func cmdAccountAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("account add", flag.ContinueOnError)
 	load := configFlag(fs)
@@ -125,11 +139,7 @@ func cmdAccountPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	cfg, _, err := load()
-	if err != nil {
-		return err
-	}
-	st, err := openStore(cfg)
+	_, st, err := openConfigured(load)
 	if err != nil {
 		return err
 	}
@@ -159,11 +169,7 @@ func cmdAccountDel(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, _, err := load()
-	if err != nil {
-		return err
-	}
-	st, err := openStore(cfg)
+	_, st, err := openConfigured(load)
 	if err != nil {
 		return err
 	}
@@ -181,11 +187,7 @@ func cmdAccountList(args []string, stdout io.Writer) error {
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	cfg, _, err := load()
-	if err != nil {
-		return err
-	}
-	st, err := openStore(cfg)
+	_, st, err := openConfigured(load)
 	if err != nil {
 		return err
 	}

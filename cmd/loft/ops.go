@@ -122,11 +122,7 @@ func cmdBackup(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, _, err := load()
-	if err != nil {
-		return err
-	}
-	st, err := openStore(cfg)
+	_, st, err := openConfigured(load)
 	if err != nil {
 		return err
 	}

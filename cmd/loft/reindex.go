@@ -29,11 +29,7 @@ func cmdReindex(args []string, stdout io.Writer) error {
 	if len(pos) == 1 {
 		address = pos[0]
 	}
-	cfg, _, err := load()
-	if err != nil {
-		return err
-	}
-	st, err := openStore(cfg)
+	_, st, err := openConfigured(load)
 	if err != nil {
 		return err
 	}

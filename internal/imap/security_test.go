@@ -18,6 +18,7 @@ import (
 	"loft/internal/auth"
 	"loft/internal/auth/authtest"
 	"loft/internal/store"
+	"loft/internal/store/storetest"
 )
 
 // TestLoginUsesAuthCache: a client that reconnects and logs in again is
@@ -256,33 +257,6 @@ func TestInvalidUTF8Names(t *testing.T) {
 	}
 }
 
-// nameTricks are mailbox names that try to reach another account's mail
-// through paths, encodings or namespaces (the store's own test has the
-// same list; this one sends them over the wire, as literals, so that no
-// byte is changed on the way).
-var nameTricks = []string{
-	"../bob/INBOX",
-	"../../bob@example.org/INBOX",
-	"%2e%2e/bob/INBOX",
-	"&AC4ALg-/bob/INBOX", // modified UTF-7 of ".."
-	"~bob",
-	"~bob/INBOX",
-	"#shared/bob/INBOX",
-	"#users/bob/INBOX",
-	"Other Users/bob/INBOX",
-	"/bob/INBOX",
-	"/etc/passwd",
-	"INBOX/../../bob/INBOX",
-	"..\\bob\\INBOX",
-	"bob@example.org/INBOX",
-	"bob@example.org:INBOX",
-	"INBOX\x00bob",
-	"\xc0\xae\xc0\xae/bob/INBOX", // overlong UTF-8 of ".."
-	"user.bob.INBOX",
-	"*",
-	"%",
-}
-
 // TestNameTricksStayInAccount: whatever name alice uses in LIST, SELECT,
 // EXAMINE, STATUS, CREATE, RENAME, APPEND, COPY and MOVE, she sees and
 // changes only her own mail; bob's is neither listed, read nor changed.
@@ -302,7 +276,7 @@ func TestNameTricksStayInAccount(t *testing.T) {
 
 	for _, rev2 := range []bool{false, true} {
 		c := ts.login(rev2)
-		for i, name := range nameTricks {
+		for i, name := range storetest.NameTricks {
 			lit := fmt.Sprintf("{%d+}\r\n%s", len(name), name)
 			for j, line := range []string{
 				`LIST "" ` + lit,
@@ -358,7 +332,7 @@ func mailboxSummary(t *testing.T, st *store.Store, accountID int64) string {
 // panics and yields valid UTF-8 or an error, and every UTF-8 name
 // survives encoding and decoding unchanged.
 func FuzzMUTF7(f *testing.F) {
-	for _, s := range nameTricks {
+	for _, s := range storetest.NameTricks {
 		f.Add(s)
 	}
 	for _, s := range []string{"&Jjo-", "&Jjo", "&-", "&AGEAYgBj-", "~peter/mail/&U,BTFw-/&ZeVnLIqe-", "&2D3cAA-", "&AC4ALg-", "&&-", "Entw&APw-rfe"} {
