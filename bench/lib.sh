@@ -1,8 +1,7 @@
-# Functions shared by the bench scripts (sourced, not run). The caller sets LOG_PREFIX and,
-# before calling start_loft or stop_loft, LOFT_EXE; start_loft sets LOFT_PID.
-#
-# lmtp.sh and pop3.sh predate this file and keep their own copies of port_open and of the
-# Loft shutdown in their cleanup; imap.sh uses these.
+# Functions shared by the bench scripts (sourced, not run). The caller sets LOG_PREFIX,
+# SHARED_BENCH, BENCH, ROOT and TMP (its temp dir) first; build_tools sets LB and LOFT_EXE;
+# start_loft sets LOFT_PID; start_dovecot sets DOVECOT_STARTED and DOVECOT_PID. A script
+# calls `trap cleanup EXIT` once TMP exists; LOFT_LOG names the Loft log shown on failure.
 
 log() { echo "${LOG_PREFIX:-bench}: $*" >&2; }
 
@@ -80,3 +79,86 @@ dovecot_running() {
 
 # median: the median of the numbers on stdin, one per line.
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# cleanup: the EXIT trap. Stops Loft, and Dovecot if this script started it; on failure shows
+# the end of $LOFT_LOG; removes $TMP unless KEEP_TMP=1. Exits with the script's status.
+cleanup() {
+	local rc=$?
+	set +e
+	stop_loft
+	if [ -n "${DOVECOT_STARTED:-}" ]; then
+		bash "$SHARED_BENCH/stop-dovecot.sh" >&2
+	fi
+	if [ "$rc" -ne 0 ] && [ -s "${LOFT_LOG:-}" ]; then
+		log "failed; last lines of the Loft log:"
+		tail -n 20 "$LOFT_LOG" >&2
+	fi
+	if [ "${KEEP_TMP:-0}" = 1 ]; then
+		log "kept $TMP"
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+
+# need_root_and_dovecot: the checks every Dovecot comparison starts with.
+need_root_and_dovecot() {
+	[ "$(id -u)" = 0 ] || { log "needs root (setup-dovecot.sh installs and starts Dovecot)"; exit 1; }
+	[ -x "$SHARED_BENCH/setup-dovecot.sh" ] || { log "no $SHARED_BENCH/setup-dovecot.sh; set SHARED_BENCH"; exit 1; }
+}
+
+# build_tools: loftbench into $TMP/loftbench (LB), and loft into $TMP/loft unless LOFT_BIN
+# names one (LOFT_EXE). Building first means a compile error stops a run before any server
+# starts.
+build_tools() {
+	(cd "$ROOT" && log "building loftbench" && go build -o "$TMP/loftbench" ./bench/loftbench)
+	LB=$TMP/loftbench
+	if [ -n "${LOFT_BIN:-}" ]; then
+		LOFT_EXE=$(cd "$(dirname "$LOFT_BIN")" && pwd)/$(basename "$LOFT_BIN")
+	else
+		LOFT_EXE=$TMP/loft
+		(cd "$ROOT" && log "building loft" && go build -o "$LOFT_EXE" ./cmd/loft)
+	fi
+}
+
+# start_dovecot PORT...: the benchmark Dovecot (started if not running; one that was running
+# is left running at the end), waiting up to 5 s for PORTs.
+start_dovecot() {
+	local p
+	dovecot_running || DOVECOT_STARTED=1
+	bash "$SHARED_BENCH/setup-dovecot.sh" >&2
+	for _ in $(seq 1 50); do
+		local ok=1
+		for p in "$@"; do port_open "$p" || ok=; done
+		[ -n "$ok" ] && break
+		sleep 0.1
+	done
+	for p in "$@"; do port_open "$p" || { log "Dovecot is not listening on 127.0.0.1:$p"; exit 1; }; done
+	DOVECOT_PID=$(cat "$BENCH/dovecot/run/master.pid")
+}
+
+# add_accounts CFG ADDRESS...: Loft accounts with password "pass".
+add_accounts() {
+	local cfg=$1 u
+	shift
+	for u in "$@"; do
+		echo pass | "$LOFT_EXE" account add --config "$cfg" "$u" >/dev/null ||
+			{ log "loft account add $u failed"; exit 1; }
+	done
+}
+
+# cell RATE ERRORS: "123.4", or "123.4 (5 errors)".
+cell() {
+	awk -v r="$1" -v e="$2" 'BEGIN { printf "%.1f", r; if (e > 0) printf " (%d errors)", e }'
+}
+
+# ratio A B: A / B with two decimals, or "-" when B is 0.
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+}
+
+# median: the median of the numbers on stdin.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# json_num FILE KEY: a top-level number of a loftbench JSON result.
+json_num() { sed -n "s/^ *\"$2\": *\([0-9.eE+-]*\),*\$/\1/p" "$1"; }

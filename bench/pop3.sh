@@ -37,79 +37,38 @@ MAXCONNS=4
 DOVECOT_CONF=$BENCH/dovecot/dovecot.conf
 DOVECOT_POP3=127.0.0.1:11110
 DOVECOT_LMTP=127.0.0.1:11024
-LOFT_POP3=127.0.0.1:12110
-LOFT_LMTP=127.0.0.1:12524
+LOFT_POP3_PORT=12110
+LOFT_LMTP_PORT=12524
+LOFT_POP3=127.0.0.1:$LOFT_POP3_PORT
+LOFT_LMTP=127.0.0.1:$LOFT_LMTP_PORT
 
+LOG_PREFIX=pop3.sh
+source "$HERE/lib.sh"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/loft-pop3-bench.XXXXXX")
-LOFT_PID=
-DOVECOT_STARTED=
-
-log() { echo "pop3.sh: $*" >&2; }
-
-cleanup() {
-	local rc=$?
-	set +e
-	if [ -n "$LOFT_PID" ] && kill -0 "$LOFT_PID" 2>/dev/null; then
-		kill -TERM "$LOFT_PID"
-		for _ in $(seq 1 100); do kill -0 "$LOFT_PID" 2>/dev/null || break; sleep 0.1; done
-		if kill -0 "$LOFT_PID" 2>/dev/null; then
-			log "loft (pid $LOFT_PID) still running 10 s after SIGTERM; killing it"
-			kill -KILL "$LOFT_PID"
-		fi
-		wait "$LOFT_PID" 2>/dev/null
-		log "loft stopped (pid $LOFT_PID)"
-	fi
-	if [ -n "$DOVECOT_STARTED" ]; then
-		bash "$SHARED_BENCH/stop-dovecot.sh" >&2
-	fi
-	if [ "$rc" -ne 0 ] && [ -s "$TMP/loft.log" ]; then
-		log "failed; last lines of the Loft log:"
-		tail -n 20 "$TMP/loft.log" >&2
-	fi
-	if [ "${KEEP_TMP:-0}" = 1 ]; then
-		log "kept $TMP"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
+LOFT_LOG=$TMP/loft.log
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# port_open PORT: whether something accepts connections on 127.0.0.1:PORT.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-[ "$(id -u)" = 0 ] || { log "needs root (setup-dovecot.sh installs and starts Dovecot)"; exit 1; }
-[ -x "$SHARED_BENCH/setup-dovecot.sh" ] || { log "no $SHARED_BENCH/setup-dovecot.sh; set SHARED_BENCH"; exit 1; }
-
-cd "$ROOT"
-log "building loftbench"
-go build -o "$TMP/loftbench" ./bench/loftbench
-LOFT_EXE=$TMP/loft
-if [ -n "${LOFT_BIN:-}" ]; then
-	LOFT_EXE=$(cd "$(dirname "$LOFT_BIN")" && pwd)/$(basename "$LOFT_BIN")
-else
-	log "building loft"
-	go build -o "$LOFT_EXE" ./cmd/loft
-fi
+need_root_and_dovecot
+build_tools
 
 USERS=()
 for i in $(seq "$FIRST" $((FIRST + MAXCONNS - 1))); do USERS+=("bench$i@$DOMAIN"); done
 RCPTS=$(IFS=,; echo "${USERS[*]}")
 
 # (a) Dovecot: start, empty the benchmark accounts, fill them.
-DOVECOT_STARTED=1
-bash "$SHARED_BENCH/setup-dovecot.sh" >&2
-for _ in $(seq 1 50); do port_open 11110 && port_open 11024 && break; sleep 0.1; done
-port_open 11110 || { log "Dovecot POP3 is not listening on $DOVECOT_POP3"; exit 1; }
+start_dovecot 11110 11024
 for u in "${USERS[@]}"; do
 	doveadm -c "$DOVECOT_CONF" expunge -u "${u%@*}" mailbox INBOX all 2>/dev/null || true
 done
 log "filling ${USERS[*]} in Dovecot"
-"$TMP/loftbench" fill --addr "$DOVECOT_LMTP" --mbox "$MBOX" --rcpt "$RCPTS" >&2
+"$LB" fill --addr "$DOVECOT_LMTP" --mbox "$MBOX" --rcpt "$RCPTS" >&2
 
 # (b) Loft, from a temp dir with its own data.
-if port_open 12110 || port_open 12524; then log "something already listens on $LOFT_POP3 or $LOFT_LMTP"; exit 1; fi
+if port_open "$LOFT_POP3_PORT" || port_open "$LOFT_LMTP_PORT"; then
+	log "something already listens on $LOFT_POP3 or $LOFT_LMTP"
+	exit 1
+fi
 CFG=$TMP/loft.toml
 cat >"$CFG" <<-EOF
 	hostname = "localhost"
@@ -123,40 +82,25 @@ cat >"$CFG" <<-EOF
 	[quota]
 	default = "unlimited"
 EOF
-cd "$TMP"
-for u in "${USERS[@]}"; do
-	echo pass | "$LOFT_EXE" account add --config "$CFG" "$u" >/dev/null || { log "loft account add $u failed"; exit 1; }
-done
-"$LOFT_EXE" serve --config "$CFG" >"$TMP/loft.log" 2>&1 &
-LOFT_PID=$!
-for _ in $(seq 1 100); do
-	kill -0 "$LOFT_PID" 2>/dev/null || { log "loft serve exited at start"; exit 1; }
-	port_open 12110 && port_open 12524 && break
-	sleep 0.1
-done
-port_open 12110 || { log "loft serve is not listening on $LOFT_POP3 after 10 s"; exit 1; }
-log "loft started (pid $LOFT_PID)"
-cd "$ROOT"
+add_accounts "$CFG" "${USERS[@]}"
+start_loft "$CFG" "$LOFT_LOG" "$LOFT_POP3_PORT" "$LOFT_LMTP_PORT"
 log "filling ${USERS[*]} in Loft"
-"$TMP/loftbench" fill --addr "$LOFT_LMTP" --mbox "$MBOX" --rcpt "$RCPTS" >&2
+"$LB" fill --addr "$LOFT_LMTP" --mbox "$MBOX" --rcpt "$RCPTS" >&2
 
 # bench NAME ADDR CONNS ROUND: one run; prints "MB/s errors" and keeps the JSON in $TMP.
 bench() {
 	local out=$TMP/$1-$3-$4.json rc=0
-	"$TMP/loftbench" pop3 --addr "$2" --conns "$3" --user-format "bench%d@$DOMAIN" --first "$FIRST" \
+	"$LB" pop3 --addr "$2" --conns "$3" --user-format "bench%d@$DOMAIN" --first "$FIRST" \
 		--password pass --pipeline "$PIPELINE" --json >"$out" || rc=$?
 	[ "$rc" -le 1 ] || { log "loftbench against $1 failed to run (status $rc)"; return 1; }
 	local rate errs msgs secs
-	rate=$(sed -n 's/^ *"mb_per_sec": *\([0-9.eE+-]*\),*$/\1/p' "$out")
-	errs=$(sed -n 's/^ *"errors": *\([0-9]*\),*$/\1/p' "$out")
-	msgs=$(sed -n 's/^ *"messages": *\([0-9]*\),*$/\1/p' "$out")
-	secs=$(sed -n 's/^ *"seconds": *\([0-9.eE+-]*\),*$/\1/p' "$out")
+	rate=$(json_num "$out" mb_per_sec)
+	errs=$(json_num "$out" errors)
+	msgs=$(json_num "$out" messages)
+	secs=$(json_num "$out" seconds)
 	log "$(printf '%-8s %s sessions, round %s: %7.1f MB/s, %s messages in %.2f s, %s errors' "$1" "$3" "$4" "$rate" "$msgs" "$secs" "$errs")"
 	echo "$rate $errs"
 }
-
-# median of the numbers on stdin
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # (c) A warm-up session on each (Dovecot builds its index caches on the first POP3 login),
 # then alternate the two servers at each session count, so that drift hits both alike.
@@ -173,9 +117,6 @@ for c in $CONNS; do
 done
 
 # (d) The table: median MB/s, and Loft's as a multiple of Dovecot's.
-cell() { # "rate errors" -> "123.4" or "123.4 (5 errors)"
-	awk -v r="$1" -v e="$2" 'BEGIN { printf "%.1f", r; if (e > 0) printf " (%d errors)", e }'
-}
 SET_MSGS=$(grep -c '^From ' "$MBOX")
 echo
 echo "POP3 download (log in, UIDL, RETR all, QUIT) of $(basename "$MBOX") ($SET_MSGS messages per account), pipeline $PIPELINE, median of $ROUNDS, $(nproc) CPUs, $(date -u +%Y-%m-%d)"
@@ -185,7 +126,6 @@ echo "|---:|---:|---:|---:|"
 for c in $CONNS; do
 	d=$(tr ' ' '\n' <<<"${DOV_RATES[$c]}" | grep . | median)
 	l=$(tr ' ' '\n' <<<"${LOFT_RATES[$c]}" | grep . | median)
-	ratio=$(awk -v l="$l" -v d="$d" 'BEGIN { if (d > 0) printf "%.2f", l / d; else print "-" }')
-	echo "| $c | $(cell "$d" "${DOV_ERRS[$c]}") | $(cell "$l" "${LOFT_ERRS[$c]}") | $ratio |"
+	echo "| $c | $(cell "$d" "${DOV_ERRS[$c]}") | $(cell "$l" "${LOFT_ERRS[$c]}") | $(ratio "$l" "$d") |"
 done
 # (e) cleanup (trap) stops both servers.
