@@ -188,18 +188,13 @@ func normAddress(addr string) string {
 // Nothing half-written was ever visible; this only frees the space. It must
 // run before any delivery starts.
 func (s *Store) Recover(ctx context.Context) (removed int, err error) {
-	stmt, err := s.db.PrepareContext(ctx, `SELECT 1 FROM bodies WHERE blob = ?`)
+	referenced, err := s.referencedBlobs(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("store: recover: %w", err)
 	}
-	defer stmt.Close()
 	removed, err = s.blobs.Sweep(func(id string) (bool, error) {
-		var one int
-		err := stmt.QueryRowContext(ctx, id).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return false, nil
-		}
-		return err == nil, err
+		_, ok := referenced[id]
+		return ok, nil
 	})
 	if err != nil {
 		return removed, fmt.Errorf("store: recover: %w", err)
@@ -208,6 +203,31 @@ func (s *Store) Recover(ctx context.Context) (removed int, err error) {
 		s.log.Info("removed leftovers of an interrupted write", "files", removed)
 	}
 	return removed, nil
+}
+
+// referencedBlobs is the set of every body the metadata refers to, read in
+// one query: a lookup per file on disk made a start with 100k bodies take
+// half a minute. Read before the walk, the set is complete for it, since no
+// delivery runs during Recover.
+func (s *Store) referencedBlobs(ctx context.Context) (map[string]struct{}, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM bodies`).Scan(&n); err != nil {
+		return nil, err
+	}
+	set := make(map[string]struct{}, n)
+	rows, err := s.db.QueryContext(ctx, `SELECT blob FROM bodies`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		set[id] = struct{}{}
+	}
+	return set, rows.Err()
 }
 
 func unixTime(t time.Time) int64 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -374,6 +375,112 @@ func TestRecoverRemovesLeftovers(t *testing.T) {
 		t.Errorf("committed message damaged: %v", msgs)
 	}
 	checkClean(t, s)
+}
+
+// TestRecoverRemovesOnlyOrphansAmongMany: Recover reads the referenced
+// bodies as one set; among hundreds of bodies (shared by two recipients and
+// by copies, some freed by expunges) and orphans in several buckets, it
+// removes exactly the orphans, and a second run finds nothing.
+func TestRecoverRemovesOnlyOrphansAmongMany(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Dir: dir, DefaultQuota: Unlimited})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := addAccount(t, s, "a@example.org", nil)
+	addAccount(t, s, "b@example.org", nil)
+	for i := range 300 {
+		rcpts := []string{"a@example.org"}
+		if i%3 == 0 {
+			rcpts = append(rcpts, "b@example.org")
+		}
+		deliver(t, s, fmt.Sprintf("Subject: %d\r\n\r\nbody %d\r\n", i, i), rcpts...)
+	}
+	in := inbox(t, s, a)
+	var copied, expunged []uint32
+	for uid := uint32(1); uid <= 300; uid++ {
+		switch uid % 10 {
+		case 1:
+			copied = append(copied, uid)
+		case 2:
+			expunged = append(expunged, uid)
+		}
+	}
+	if _, err := s.CopyMessages(ctx, a.ID, in.ID, copied, "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Expunge(ctx, a.ID, in.ID, expunged); err != nil {
+		t.Fatal(err)
+	}
+	var orphans []string
+	for i := range 10 { // committed bodies whose metadata never was
+		w, err := s.blobs.Create()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(w, "orphan %d", i)
+		w.Commit()
+		orphans = append(orphans, w.ID)
+	}
+	for i := range 5 { // partial bodies, cut off mid-write
+		w, err := s.blobs.Create()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(bytes.Repeat([]byte{'p'}, 100<<10+i))
+		orphans = append(orphans, w.ID)
+	}
+	old := filepath.Join(dir, "blobs", "00000001")
+	if err := os.MkdirAll(old, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 { // left in an old hour's bucket
+		id := fmt.Sprintf("00000001%024x", i)
+		if err := os.WriteFile(filepath.Join(old, id), []byte("old orphan"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		orphans = append(orphans, id)
+	}
+	s.Close()
+
+	s, err = Open(ctx, Options{Dir: dir, DefaultQuota: Unlimited})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n, err := s.Recover(ctx); err != nil || n != len(orphans) {
+		t.Fatalf("recover removed %d (%v), want %d", n, err, len(orphans))
+	}
+	for _, id := range orphans {
+		if _, err := os.Stat(s.blobs.Path(id)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("orphan %s still there (%v)", id, err)
+		}
+	}
+	total := 0
+	for _, addr := range []string{"a@example.org", "b@example.org"} {
+		acct, _ := s.Account(ctx, addr)
+		mbs, _ := s.Mailboxes(ctx, acct.ID)
+		for _, mb := range mbs {
+			msgs, err := s.Messages(ctx, acct.ID, mb.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range msgs {
+				if !strings.HasPrefix(readBody(t, s, m.Blob), "Subject: ") {
+					t.Errorf("%s %s UID %d: body damaged", addr, mb.Name, m.UID)
+				}
+			}
+			total += len(msgs)
+		}
+	}
+	if want := 300 - len(expunged) + len(copied) + 100; total != want {
+		t.Errorf("%d messages after recover, want %d", total, want)
+	}
+	checkClean(t, s)
+	if n, err := s.Recover(ctx); err != nil || n != 0 {
+		t.Errorf("second recover removed %d (%v), want 0", n, err)
+	}
 }
 
 func TestDeleteAccountFreesItsMail(t *testing.T) {
