@@ -213,6 +213,9 @@ type procStatus struct {
 	at      time.Duration // since the load started
 	rss     int64         // VmRSS, bytes
 	hwm     int64         // VmHWM: peak RSS, bytes
+	anon    int64         // RssAnon, RssFile, RssShmem: the RSS by kind, bytes
+	file    int64
+	shmem   int64
 	threads int
 	fds     int // open file descriptors
 }
@@ -239,6 +242,12 @@ func (s *server) status() (procStatus, error) {
 			st.rss = n << 10 // kB
 		case "VmHWM":
 			st.hwm = n << 10
+		case "RssAnon":
+			st.anon = n << 10
+		case "RssFile":
+			st.file = n << 10
+		case "RssShmem":
+			st.shmem = n << 10
 		case "Threads":
 			st.threads = int(n)
 		}

@@ -136,8 +136,8 @@ func TestSoak(t *testing.T) {
 		t.Errorf("the load did too little to prove anything: %s", l.summary())
 	}
 	peak := last.hwm
-	t.Log(fmt.Sprintf("soak %v: %s; errors: %d; %s; server RSS %s at the start, %s at %v, %s at the end, peak (VmHWM) %s; threads %d; "+
+	t.Log(fmt.Sprintf("soak %v: %s; errors: %d; %s; server RSS %s at the start, %s at %v, %s at the end (anonymous %s, files %s, shared %s), peak (VmHWM) %s; threads %d; "+
 		"after the load %d goroutines and %d open files (fresh start: %d, %d)",
 		loadTime.Round(time.Second), l.summary(), l.errors(), v, mib(ss[0].rss), mib(third.rss), third.at.Round(time.Second),
-		mib(last.rss), mib(peak), last.threads, goroutines, after.fds, freshGoroutines, freshStatus.fds))
+		mib(last.rss), mib(last.anon), mib(last.file), mib(last.shmem), mib(peak), last.threads, goroutines, after.fds, freshGoroutines, freshStatus.fds))
 }
