@@ -43,6 +43,11 @@ type DeliverResult struct {
 	AccountID int64
 	MailboxID int64
 	UID       uint32
+	// Size and MessageID describe the message stored (the same for every
+	// recipient), for the delivery's log line: its size as counted in
+	// quota, and its Message-ID header field, "" if it has none.
+	Size      int64
+	MessageID string
 }
 
 // Deliver stores the message read from r into the INBOX of every recipient.
@@ -82,7 +87,8 @@ func (s *Store) Deliver(ctx context.Context, r io.Reader, opts DeliverOptions) (
 			if err != nil {
 				return err
 			}
-			results[i] = DeliverResult{AccountID: accountID, MailboxID: mailboxID, UID: uid}
+			results[i] = DeliverResult{AccountID: accountID, MailboxID: mailboxID, UID: uid,
+				Size: body.size, MessageID: body.messageID}
 			delivered++
 		}
 		if delivered == 0 {
@@ -163,6 +169,7 @@ type newBody struct {
 	structure []byte     // JSON of message.Message
 	index     *bodyIndex // search, sort and preview data (fts.go)
 	sha256    []byte     // of the stored bytes, verified by Check
+	messageID string     // the Message-ID header field, for logs
 }
 
 // writeBody writes r to a new blob with CRLF line endings, makes it
@@ -211,7 +218,8 @@ func (s *Store) writeBody(r io.Reader) (*newBody, error) {
 		s.blobs.Remove(w.ID)
 		return nil, fmt.Errorf("index body %s: %w", w.ID, err)
 	}
-	return &newBody{id: w.ID, size: size, structure: structure, index: index, sha256: h.Sum(nil)}, nil
+	return &newBody{id: w.ID, size: size, structure: structure, index: index, sha256: h.Sum(nil),
+		messageID: msg.Envelope.MessageID}, nil
 }
 
 // capPool recycles the in-memory copies of new bodies.

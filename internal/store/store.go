@@ -60,6 +60,10 @@ type Options struct {
 	DefaultQuota int64
 	// Logger receives the store's log lines; nil discards them.
 	Logger *slog.Logger
+	// ObserveCommit, if set, is told how long each group commit took,
+	// from BEGIN to the end of COMMIT (fsyncs included), for metrics. It
+	// runs on the writer's goroutine, so it must be quick.
+	ObserveCommit func(time.Duration)
 }
 
 // Store is an open data directory. It is safe for concurrent use.
@@ -74,6 +78,7 @@ type Store struct {
 	feed         *feed
 	index        *index
 	text         textIndexer // fills the full-text index after deliveries (fts.go)
+	observe      func(time.Duration)
 }
 
 // Open opens (creating if needed) the store in opts.Dir and brings its
@@ -132,6 +137,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		blobs:        blobs,
 		feed:         newFeed(),
 		index:        newIndex(),
+		observe:      opts.ObserveCommit,
 	}
 	s.writer, err = startWriter(s)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // maxBatch bounds how many requests share a commit, so that one commit's
@@ -171,6 +172,7 @@ func (w *writer) run(batch []writeReq) {
 			r.done <- err
 		}
 	}
+	begin := time.Now()
 	if _, err := w.conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		fail(fmt.Errorf("store: begin: %w", err))
 		return
@@ -213,6 +215,9 @@ func (w *writer) run(batch []writeReq) {
 		w.conn.ExecContext(ctx, `ROLLBACK`)
 		fail(fmt.Errorf("store: commit: %w", err))
 		return
+	}
+	if w.s.observe != nil {
+		w.s.observe(time.Since(begin))
 	}
 	for i, t := range txns {
 		if errs[i] != nil {
