@@ -14,6 +14,9 @@
 //     the 220 becomes "554 5.5.1" and the connection is closed, so a
 //     man in the middle's injected commands are neither run nor silently
 //     eaten.
+//
+// It also keeps the connection's record (accounting.go) and writes its
+// log line when it closes.
 
 package smtp
 
@@ -21,10 +24,13 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"loft/internal/metrics"
 )
 
 // DefaultCommandTimeout bounds one command line once it has begun.
@@ -41,7 +47,7 @@ const starttlsRefusal = "554 5.5.1 Commands pipelined after STARTTLS before the 
 // guardListener wraps accepted connections in guardConn.
 type guardListener struct {
 	net.Listener
-	commandTimeout time.Duration
+	srv *Server
 }
 
 func (l guardListener) Accept() (net.Conn, error) {
@@ -49,7 +55,10 @@ func (l guardListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &guardConn{Conn: c, commandTimeout: l.commandTimeout}, nil
+	g := &guardConn{Conn: c, commandTimeout: l.srv.opts.CommandTimeout, srv: l.srv}
+	g.rec.id, g.rec.start = l.srv.seq.Add(1), time.Now()
+	g.log = l.srv.log.With("session", g.rec.id, "remote", c.RemoteAddr().String())
+	return g, nil
 }
 
 // guardConn is one connection's guard. go-smtp's goroutine reads and
@@ -57,6 +66,10 @@ func (l guardListener) Accept() (net.Conn, error) {
 type guardConn struct {
 	net.Conn
 	commandTimeout time.Duration
+	srv            *Server
+	log            *slog.Logger // with the connection's session id and remote address
+	rec            connRecord
+	closeOnce      sync.Once
 
 	mu           sync.Mutex
 	idleDeadline time.Time // the deadline go-smtp set for this command
@@ -80,6 +93,9 @@ func (c *guardConn) SetReadDeadline(t time.Time) error {
 
 func (c *guardConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.rec.noteReadError(err)
+	}
 	var ne net.Error
 	if err != nil && errors.As(err, &ne) && ne.Timeout() && !c.inData.Load() {
 		c.mu.Lock()
@@ -123,6 +139,7 @@ func (c *guardConn) Write(p []byte) (int, error) {
 		// The 220 of STARTTLS (the only 220 after the greeting, and
 		// written in plaintext: under TLS this conn sees records), with
 		// more than the STARTTLS line read.
+		c.rec.setReason(metrics.EndError)
 		c.Conn.Write([]byte(starttlsRefusal))
 		c.Conn.Close()
 		return len(p), nil
@@ -133,6 +150,17 @@ func (c *guardConn) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// Close closes the connection and, the first time, logs its end.
+func (c *guardConn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(c.logEnd)
+	return err
+}
+
+// NetConn returns the connection underneath, as tls.Conn's does (for
+// metrics.Traffic).
+func (c *guardConn) NetConn() net.Conn { return c.Conn }
 
 // endsWithSTARTTLS reports whether the input read so far ends with a
 // STARTTLS command line, i.e. nothing was pipelined after it.

@@ -21,6 +21,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"loft/internal/metrics"
 	"loft/internal/store"
 )
 
@@ -58,6 +59,8 @@ type Options struct {
 	// closes. Not applied to LMTP, whose client is a trusted MTA.
 	MaxMessagesPerSession int
 	Logger                *slog.Logger
+	// Metrics, if set, counts commands and deliveries.
+	Metrics *metrics.Metrics
 }
 
 // Server is an SMTP or LMTP listener's server.
@@ -66,6 +69,7 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 	srv  *gosmtp.Server
+	m    *metrics.Protocol // nil: no metrics
 	seq  atomic.Uint64
 
 	mu        sync.Mutex
@@ -101,6 +105,7 @@ func New(st *store.Store, opts Options) *Server {
 		opts.CommandTimeout = DefaultCommandTimeout
 	}
 	s.opts = opts
+	s.m = opts.Metrics.Protocol(s.protocolSpec())
 	srv.ReadTimeout = opts.IdleTimeout
 	srv.WriteTimeout = writeTimeout
 	srv.EnableSMTPUTF8 = true
@@ -119,7 +124,7 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
-	err := s.srv.Serve(guardListener{Listener: l, commandTimeout: s.opts.CommandTimeout})
+	err := s.srv.Serve(guardListener{Listener: l, srv: s})
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
@@ -178,18 +183,32 @@ func (s *Server) end() {
 }
 
 // Close closes the listeners and every connection at once.
-func (s *Server) Close() error { return s.srv.Close() }
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	return s.srv.Close()
+}
 
-// NewSession implements gosmtp.Backend.
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// NewSession implements gosmtp.Backend. go-smtp calls it for each
+// greeting; the connection's guard, if any, gives it the connection's id
+// and logger, so that every line of one connection says the same session.
 func (s *Server) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
-	id := s.seq.Add(1)
-	return &session{
-		s:     s,
-		conn:  c,
-		guard: guardOf(c.Conn()),
-		log:   s.log.With("session", id, "remote", c.Conn().RemoteAddr().String()),
-		id:    id,
-	}, nil
+	ss := &session{s: s, conn: c, guard: guardOf(c.Conn())}
+	if ss.guard != nil {
+		ss.id, ss.log = ss.guard.rec.id, ss.guard.log
+	} else {
+		ss.id = s.seq.Add(1)
+		ss.log = s.log.With("session", ss.id, "remote", c.Conn().RemoteAddr().String())
+	}
+	ss.command(s.greeting(), time.Now())
+	return ss, nil
 }
 
 // isLocal reports whether domain is one of the server's.
@@ -234,10 +253,12 @@ func (ss *session) Logout() error {
 // Mail starts a transaction. From here to the end of its data it counts as
 // under way: a shutdown waits for it (bounded) rather than cut it off.
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	defer ss.command("MAIL", time.Now())
 	ss.Reset()
 	if limit := ss.s.opts.MaxMessagesPerSession; limit > 0 && !ss.s.opts.LMTP && ss.messages >= limit {
 		ss.log.Info("messages per session limit reached; closing", "messages", ss.messages)
 		if ss.guard != nil {
+			ss.guard.rec.setReason(metrics.EndLimit)
 			ss.guard.closeAfter.Store(true)
 		}
 		return errTooManyMessages
@@ -254,6 +275,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	defer ss.command("RCPT", time.Now())
 	// go-smtp refuses a bare <Postmaster> (RFC 5321 §4.5.1) before it
 	// reaches us; postmaster@domain works like any account.
 	local, domain, ok := splitAddress(to)
@@ -261,12 +283,14 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		return errBadAddress
 	}
 	if !ss.s.isLocal(domain) {
-		ss.log.Info("relay refused", "rcpt", to)
+		ss.log.Info("relay refused", "rcpt", to, "outcome", metrics.RejectedRelay)
+		ss.s.m.Delivery(metrics.RejectedRelay, 1)
 		return errRelay
 	}
 	account := strings.ToLower(local + "@" + domain)
 	if err := ss.s.st.CheckQuota(context.Background(), account, ss.mailOpts.Size); err != nil {
-		ss.log.Info("recipient refused", "rcpt", to, "err", err)
+		ss.log.Info("recipient refused", "rcpt", to, "outcome", outcome(err), "err", err)
+		ss.s.m.Delivery(outcome(err), 1)
 		return reply(err)
 	}
 	idx := slices.Index(ss.accounts, account)
@@ -282,6 +306,7 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 // Data delivers an SMTP transaction: all recipients or none, since one
 // reply answers for all of them (see store.DeliverOptions.AllOrNothing).
 func (ss *session) Data(r io.Reader) error {
+	defer ss.command("DATA", time.Now())
 	ss.messages++
 	if ss.guard != nil {
 		ss.guard.beginData()
@@ -302,6 +327,7 @@ func (ss *session) Data(r io.Reader) error {
 // LMTPData delivers an LMTP transaction with one reply per recipient, so
 // that one full mailbox does not bounce the message for the others.
 func (ss *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
+	defer ss.command("DATA", time.Now())
 	ss.messages++
 	if ss.guard != nil {
 		ss.guard.beginData()
@@ -327,18 +353,48 @@ func (ss *session) deliver(r io.Reader, allOrNothing bool) ([]store.DeliverResul
 	start := time.Now()
 	results, err := ss.s.st.Deliver(context.Background(), io.MultiReader(strings.NewReader(trace), r),
 		store.DeliverOptions{Recipients: accounts, InternalDate: now, AllOrNothing: allOrNothing})
+	if ss.guard != nil {
+		ss.guard.rec.messages.Add(1)
+	}
 	if err != nil {
-		ss.log.Error("delivery failed", "err", err)
+		// The message is stored for no one: too large, the client gone
+		// mid-data, or a failure of the store.
+		o := outcome(err)
+		ss.s.m.Delivery(o, len(accounts))
+		level := slog.LevelError
+		if o == metrics.RejectedSize || errors.Is(err, io.ErrUnexpectedEOF) {
+			level = slog.LevelInfo // the client's doing, not the server's
+		}
+		ss.log.Log(context.Background(), level, "delivery failed", "from", ss.from, "rcpts", accounts,
+			"outcome", o, "duration", time.Since(start), "err", err)
 		return nil, err
 	}
-	for i, res := range results {
-		if res.Err != nil {
-			ss.log.Info("not delivered", "rcpt", accounts[i], "err", res.Err)
-		} else {
-			ss.log.Debug("delivered", "rcpt", accounts[i], "uid", res.UID, "took", time.Since(start))
-		}
-	}
+	ss.logDelivery(accounts, results, time.Since(start))
 	return results, nil
+}
+
+// logDelivery writes a message's delivery line (one per message, naming
+// the recipients it was stored for) and a line per recipient that refused
+// it, and counts each recipient's outcome.
+func (ss *session) logDelivery(accounts []string, results []store.DeliverResult, took time.Duration) {
+	var stored []string
+	var size int64
+	var messageID string
+	for i, res := range results {
+		o := outcome(res.Err)
+		ss.s.m.Delivery(o, 1)
+		if res.Err != nil {
+			ss.log.Info("not delivered", "rcpt", accounts[i], "outcome", o, "err", res.Err)
+			continue
+		}
+		stored = append(stored, accounts[i])
+		size, messageID = res.Size, res.MessageID
+	}
+	if len(stored) == 0 {
+		return
+	}
+	ss.log.Info("delivered", "from", ss.from, "rcpts", stored, "size", size,
+		"message_id", clipMessageID(messageID), "outcome", metrics.Accepted, "duration", took)
 }
 
 // traceHeaders returns the Return-Path (RFC 5321 §4.4) and Received header
