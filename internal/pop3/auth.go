@@ -13,6 +13,7 @@ import (
 
 	"loft/internal/auth"
 	"loft/internal/config"
+	"loft/internal/metrics"
 	"loft/internal/store"
 )
 
@@ -132,6 +133,7 @@ func (s *session) cmdPass(args string) error {
 	}
 	user := s.user
 	s.user = ""
+	s.rec.mech = "USER"
 	return s.login(user, args)
 }
 
@@ -154,6 +156,7 @@ func (s *session) cmdAuth(args string) error {
 	if err != nil {
 		return errUnsupportedSASL
 	}
+	s.rec.mech = strings.ToUpper(mech)
 	if !s.passwordAllowed() {
 		return errNeedTLS(s.canSTLS())
 	}
@@ -247,16 +250,19 @@ func (s *session) authFailed(err error) error {
 	switch {
 	case errors.As(err, &failed):
 		s.authFailures++
+		s.srv.m.AuthFailed(s.rec.mech)
 		s.log.Info("login failed", "account", failed.Username, "reason", failed.Reason,
 			"failures", s.authFailures, "delay", failed.Delay)
 		if s.authFailures >= s.srv.opts.MaxAuthFailures {
 			s.done = true
+			s.ending(metrics.EndAuthFailures)
 			return errAuthTooMany
 		}
 		return errAuthFailed
 	case errors.Is(err, auth.ErrBlocked):
 		s.log.Info("login refused: address blocked after too many failures")
 		s.done = true
+		s.ending(metrics.EndAuthFailures)
 		return errBlocked
 	case errors.Is(err, auth.ErrAuthzID):
 		// A PLAIN or SCRAM authorization identity other than the login

@@ -8,6 +8,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+
+	"loft/internal/metrics"
 )
 
 // uidl is a message's unique-id listing: "<uidvalidity>.<uid>" of the
@@ -156,6 +158,7 @@ func (s *session) cmdNoop(args string) error {
 // (RFC 1939 §6).
 func (s *session) cmdQuit(args string) error {
 	s.done = true
+	s.ending(metrics.EndLogout)
 	if s.state == stateAuthorization {
 		s.ok("Loft POP3 server signing off")
 		return nil

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"loft/internal/auth"
+	"loft/internal/metrics"
 	"loft/internal/store"
 )
 
@@ -83,6 +84,8 @@ type Options struct {
 	// DefaultMaxAuthFailures.
 	MaxAuthFailures int
 	Logger          *slog.Logger
+	// Metrics, if set, counts commands and failed logins.
+	Metrics *metrics.Metrics
 }
 
 // Server is a POP3 server. One Server may serve several listeners (pop3 and
@@ -91,6 +94,7 @@ type Server struct {
 	st   *store.Store
 	opts Options
 	log  *slog.Logger
+	m    *metrics.Protocol // nil: no metrics
 	seq  atomic.Uint64
 	// closing is set once Shutdown or Close started: no new sessions, and
 	// sessions stop before their next command.
@@ -136,6 +140,7 @@ func New(opts Options) *Server {
 		st:        opts.Store,
 		opts:      opts,
 		log:       log.With("proto", "pop3"),
+		m:         opts.Metrics.Protocol(protocolSpec()),
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 		locks:     make(map[int64]accountLock),

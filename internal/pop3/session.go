@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"loft/internal/metrics"
 	"loft/internal/store"
 )
 
@@ -110,6 +111,8 @@ type session struct {
 	sub       *store.Subscription
 	locked    bool // holds the exclusive-mode lock
 	seen      *seenMarker
+
+	rec sessionRecord // for the log line at the end (accounting.go)
 }
 
 // message is one message of the snapshot.
@@ -139,6 +142,7 @@ func newSession(srv *Server, conn net.Conn, id uint64) *session {
 		tls:    isTLS,
 		remote: remote,
 		log:    srv.log.With("session", id, "remote", raw.RemoteAddr().String()),
+		rec:    sessionRecord{start: time.Now()},
 	}
 	s.r = bufio.NewReaderSize(conn, readBufferSize)
 	s.w = bufio.NewWriterSize(deadlineWriter{conn}, writeBufferSize)
@@ -151,6 +155,7 @@ func (s *session) serve() {
 	if tc, ok := s.conn.(*tls.Conn); ok {
 		if err := s.handshake(tc); err != nil {
 			s.log.Debug("TLS handshake failed", "err", err)
+			s.ending(metrics.EndError)
 			return
 		}
 	}
@@ -174,18 +179,22 @@ func (s *session) serve() {
 			// this answer anyway.
 			s.writeErr(errShuttingDown)
 			s.w.Flush()
+			s.ending(metrics.EndShutdown)
 			return
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			s.log.Info("idle timeout; closing without deleting anything", "state", s.state)
+			s.ending(metrics.EndTimeout)
 			return
 		case err != nil:
 			if !errors.Is(err, io.EOF) {
 				s.log.Debug("read", "err", err)
+				s.ending(metrics.EndError)
 			}
 			return
 		default:
 			if err := s.run(line); err != nil {
 				s.log.Debug("session ends", "err", err)
+				s.ending(metrics.EndError)
 				return
 			}
 		}
@@ -203,6 +212,7 @@ func (s *session) serve() {
 func (s *session) run(line string) error {
 	keyword, args, _ := strings.Cut(line, " ")
 	keyword = strings.ToUpper(keyword)
+	defer s.command(keyword, time.Now())
 	h := commands[s.state][keyword]
 	if h == nil {
 		for _, set := range commands {
@@ -359,7 +369,7 @@ func (s *session) end() {
 	}
 	s.conn.Close()
 	s.srv.endSession(s)
-	s.log.Debug("disconnected")
+	s.logEnd()
 }
 
 // sync applies the changes other sessions made since the last command:
