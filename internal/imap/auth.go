@@ -17,6 +17,7 @@ import (
 
 	"loft/internal/auth"
 	"loft/internal/config"
+	"loft/internal/metrics"
 	"loft/internal/store"
 )
 
@@ -299,6 +300,7 @@ func (s *session) authFailed(err error, mech string) error {
 	switch {
 	case errors.As(err, &failed):
 		s.authFailures++
+		s.srv.m.AuthFailed(strings.ToUpper(mech))
 		s.log.Info("login failed", "user", failed.Username, "mech", mech, "reason", failed.Reason,
 			"failures", s.authFailures, "delay", failed.Delay)
 		if s.authFailures >= s.srv.opts.MaxAuthFailures {
@@ -307,6 +309,7 @@ func (s *session) authFailed(err error, mech string) error {
 		return no("AUTHENTICATIONFAILED", "Authentication failed") // RFC 9051 §7.1
 	case errors.Is(err, auth.ErrBlocked):
 		s.log.Info("login refused: address blocked after too many failures")
+		s.rec.reason = metrics.EndAuthFailures
 		s.state = stateLogout
 		return no("UNAVAILABLE", "Too many failed logins from your address; try again later")
 	case errors.Is(err, auth.ErrAuthzID):

@@ -23,6 +23,7 @@ import (
 
 	"loft/internal/auth"
 	"loft/internal/config"
+	"loft/internal/metrics"
 	"loft/internal/store"
 )
 
@@ -85,6 +86,8 @@ type Options struct {
 	// ScanText makes SEARCH read every message for its text keys instead
 	// of asking the store's text index (tests compare the two).
 	ScanText bool
+	// Metrics, if set, counts commands and failed logins.
+	Metrics *metrics.Metrics
 }
 
 // Server serves IMAP on any number of listeners.
@@ -93,6 +96,7 @@ type Server struct {
 	opts     Options
 	log      *slog.Logger
 	commands map[string]command
+	m        *metrics.Protocol // nil: no metrics
 	seq      atomic.Uint64
 
 	mu        sync.Mutex
@@ -150,6 +154,7 @@ func New(st *store.Store, opts Options) *Server {
 		opts:     opts,
 		log:      opts.Logger.With("proto", proto),
 		commands: commandTable(),
+		m:        opts.Metrics.Protocol(protocolSpec()),
 		sessions: make(map[*session]struct{}),
 	}
 }
@@ -205,7 +210,9 @@ func (s *Server) Serve(l net.Listener) error {
 					ss.conn.Close()
 				}
 			}()
+			start := time.Now()
 			ss.serve()
+			ss.logEnd(start)
 			s.mu.Lock()
 			delete(s.sessions, ss)
 			s.mu.Unlock()

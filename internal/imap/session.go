@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"loft/internal/metrics"
 	"loft/internal/store"
 )
 
@@ -171,7 +172,8 @@ type session struct {
 	sel          *selection     // the selected mailbox, in stateSelected
 	saved        []uint32       // SEARCHRES "$": UIDs of the last SEARCH ... RETURN (SAVE)
 	authFailures int
-	release      func() // ends the session's count in Auth.OpenSession
+	release      func()        // ends the session's count in Auth.OpenSession
+	rec          sessionRecord // for the log line at the end (accounting.go)
 
 	mu          sync.Mutex // guards waiting and interrupted
 	waiting     bool       // blocked reading a command (or in IDLE)
@@ -278,16 +280,19 @@ func (s *session) serve() {
 			continue
 		case errors.Is(err, errCommandTimeout):
 			s.log.Info("command timed out", "timeout", s.srv.opts.CommandTimeout)
+			s.rec.reason = metrics.EndTimeout
 			s.bye("Command timed out")
 			return
 		case errors.Is(err, errLineFar):
 			s.log.Info("line too long, closing", "limit", maxDiscard)
+			s.rec.reason = metrics.EndLimit
 			s.bye("Command line too long")
 			return
 		case interrupted:
 			s.bye("Server shutting down")
 			return
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			s.rec.reason = metrics.EndTimeout
 			s.bye("Autologout; idle for too long")
 			return
 		default:
@@ -300,6 +305,7 @@ func (s *session) serve() {
 		if s.p.broken {
 			// What follows is the data of a literal that cannot be
 			// skipped: nothing more can be read as commands.
+			s.rec.reason = metrics.EndError
 			s.bye("Literal size out of range")
 			return
 		}
@@ -344,6 +350,7 @@ func (s *session) execute() error {
 		}
 		c.name = strings.ToUpper(name)
 	}
+	defer s.command(c, time.Now())
 	def, ok := s.srv.commands[c.name]
 	if !ok || (c.uid && !def.uid) {
 		p.discardCommand()
