@@ -9,8 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"net/textproto"
 	"os"
 	"os/exec"
@@ -283,6 +285,22 @@ default = "50MB"
 }
 
 // greeting connects to addr and returns its greeting, which must be 220.
+// httpGet returns the body of a 200 answer to GET url.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	c := http.Client{Timeout: netTimeout}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s, %v", url, resp.Status, err)
+	}
+	return string(b)
+}
+
 func greeting(t *testing.T, addr string) string {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, netTimeout)
@@ -467,8 +485,9 @@ func bodyFiles(t *testing.T, dataDir string) int {
 	return n
 }
 
-// quickstartPorts are the fixed listener ports of DESIGN.md §4.
-var quickstartPorts = []int{2525, 2424, 1143, 1993, 1110, 1995}
+// quickstartPorts are the fixed listener ports of DESIGN.md §4, and the
+// metrics endpoint's (docs/CONFIG.md).
+var quickstartPorts = []int{2525, 2424, 1143, 1993, 1110, 1995, 9465}
 
 // TestQuickstart runs the README's first command, `loft serve` without a
 // config, in a fresh directory: it creates ./loft-data with the store and a
@@ -499,7 +518,7 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("no password line in the first start's output:\n%s", out)
 	}
 	password := m[1]
-	for name, addr := range map[string]string{"smtp": "127.0.0.1:2525", "lmtp": "127.0.0.1:2424"} {
+	for name, addr := range map[string]string{"smtp": "127.0.0.1:2525", "lmtp": "127.0.0.1:2424", "metrics": "127.0.0.1:9465"} {
 		if s.listeners[name] != addr {
 			t.Errorf("listener %s on %q, want %s; output:\n%s", name, s.listeners[name], addr, out)
 		}
@@ -528,6 +547,17 @@ func TestQuickstart(t *testing.T) {
 	}
 	if usage, _ := strconv.Atoi(pm.Usage); usage <= len(msg) {
 		t.Errorf("account list: usage %q, want more than the %d bytes sent (trace headers are added)", pm.Usage, len(msg))
+	}
+	// The quickstart serves its metrics on loopback, and they saw the
+	// delivery.
+	metrics := httpGet(t, "http://127.0.0.1:9465/metrics")
+	for _, want := range []string{
+		`loft_deliveries_total{outcome="accepted",proto="lmtp"} 1`,
+		"loft_quota_used_bytes " + pm.Usage + "\n",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("quickstart metrics lack %q", want)
+		}
 	}
 	c.Quit()
 	s.stop()

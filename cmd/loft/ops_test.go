@@ -358,7 +358,8 @@ func TestSampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config.Listen{SMTP: ":25", LMTP: "127.0.0.1:24", IMAP: ":143", IMAPS: ":993", POP3: ":110", POP3S: ":995"}
+	want := config.Listen{SMTP: ":25", LMTP: "127.0.0.1:24", IMAP: ":143", IMAPS: ":993", POP3: ":110", POP3S: ":995",
+		Metrics: "127.0.0.1:9465"} // metrics on loopback only
 	got := c.Listen
 	got.Submission = ""
 	if got != want {

@@ -68,7 +68,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "Loft is running; data in %s\n", cfg.DataDir)
 	for _, l := range srv.Listeners() {
-		fmt.Fprintf(stdout, "  %-6s %s\n", l.Name, l.Addr)
+		fmt.Fprintf(stdout, "  %-7s %s\n", l.Name, l.Addr)
 	}
 	log.Info("started", "data_dir", cfg.DataDir, "config", cfg.Path)
 

@@ -69,6 +69,10 @@ type Listen struct {
 	POP3       string // "listen.pop3": POP3 with STLS, usually ":110"
 	POP3S      string // "listen.pop3s": POP3 over implicit TLS, usually ":995"
 	Submission string // "listen.submission": message submission, usually ":587" (not served yet)
+	// Metrics is the Prometheus endpoint (HTTP, GET /metrics), e.g.
+	// "127.0.0.1:9465". Key "listen.metrics". It has no authentication:
+	// keep it on loopback or a management network.
+	Metrics string
 }
 
 // TLS names the server certificate. Both files, or ACME, or neither: with
@@ -238,6 +242,10 @@ const (
 	quickstartIMAPS   = "127.0.0.1:1993"
 	quickstartPOP3    = "127.0.0.1:1110"
 	quickstartPOP3S   = "127.0.0.1:1995"
+	// quickstartMetrics is next to the ports of Prometheus's exporters
+	// (9100 node, 9090 Prometheus itself), on one no common exporter
+	// takes.
+	quickstartMetrics = "127.0.0.1:9465"
 )
 
 // Production defaults, used for keys a config file leaves out.
@@ -266,8 +274,8 @@ const (
 // Default returns the quickstart configuration that `loft serve` uses
 // without a config file (DESIGN.md §4): data in ./loft-data (made absolute),
 // hostname and only domain "localhost", listeners on 127.0.0.1 (SMTP 2525,
-// LMTP 2424, IMAP 1143, IMAPS 1993, POP3 1110, POP3S 1995, no submission
-// yet), a self-signed certificate, plaintext passwords on loopback only,
+// LMTP 2424, IMAP 1143, IMAPS 1993, POP3 1110, POP3S 1995, metrics 9465,
+// no submission yet), a self-signed certificate, plaintext passwords on loopback only,
 // quota 200MB.
 func Default() *Config {
 	c := defaults()
@@ -275,12 +283,13 @@ func Default() *Config {
 	c.Domains = []string{"localhost"}
 	c.DataDir = absOrSame(quickstartDataDir)
 	c.Listen = Listen{
-		SMTP:  quickstartSMTP,
-		LMTP:  quickstartLMTP,
-		IMAP:  quickstartIMAP,
-		IMAPS: quickstartIMAPS,
-		POP3:  quickstartPOP3,
-		POP3S: quickstartPOP3S,
+		SMTP:    quickstartSMTP,
+		LMTP:    quickstartLMTP,
+		IMAP:    quickstartIMAP,
+		IMAPS:   quickstartIMAPS,
+		POP3:    quickstartPOP3,
+		POP3S:   quickstartPOP3S,
+		Metrics: quickstartMetrics,
 	}
 	return c
 }

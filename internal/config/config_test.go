@@ -36,7 +36,7 @@ func TestDefaultIsQuickstart(t *testing.T) {
 			IMAP:  "127.0.0.1:1143",
 			IMAPS: "127.0.0.1:1993",
 			POP3:  "127.0.0.1:1110",
-			POP3S: "127.0.0.1:1995",
+			POP3S: "127.0.0.1:1995", Metrics: "127.0.0.1:9465",
 		},
 		TLS:    TLS{ACMEHTTPPort: 80, ACMETLSPort: 443},
 		Auth:   Auth{Plaintext: "loopback", BlockAfter: 30, BlockFor: 15 * time.Minute},
@@ -117,6 +117,7 @@ imaps      = "0.0.0.0:993"
 pop3       = "localhost:110"
 pop3s      = ":995"
 submission = ":587"
+metrics    = "127.0.0.1:9465"
 
 [tls]
 cert_file = "`+cert+`"
@@ -163,7 +164,7 @@ level  = "debug"
 		DataDir:  "/srv/loft",
 		Listen: Listen{
 			SMTP: ":25", LMTP: "127.0.0.1:24", IMAP: "[::1]:143", IMAPS: "0.0.0.0:993",
-			POP3: "localhost:110", POP3S: ":995", Submission: ":587",
+			POP3: "localhost:110", POP3S: ":995", Submission: ":587", Metrics: "127.0.0.1:9465",
 		},
 		TLS:  TLS{CertFile: cert, KeyFile: key, ACMEHTTPPort: 80, ACMETLSPort: 443},
 		Auth: Auth{Plaintext: "never", BlockAfter: 10, BlockFor: time.Hour},

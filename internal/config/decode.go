@@ -48,6 +48,7 @@ var keys = map[string]func(c *Config, v any) error{
 	"listen.pop3":        str(func(c *Config) *string { return &c.Listen.POP3 }),
 	"listen.pop3s":       str(func(c *Config) *string { return &c.Listen.POP3S }),
 	"listen.submission":  str(func(c *Config) *string { return &c.Listen.Submission }),
+	"listen.metrics":     str(func(c *Config) *string { return &c.Listen.Metrics }),
 	"tls.cert_file":      str(func(c *Config) *string { return &c.TLS.CertFile }),
 	"tls.key_file":       str(func(c *Config) *string { return &c.TLS.KeyFile }),
 	"tls.acme":           boolean(func(c *Config) *bool { return &c.TLS.ACME }),

@@ -113,6 +113,7 @@ func (c *Config) validateListen() error {
 		{"listen.pop3", c.Listen.POP3},
 		{"listen.pop3s", c.Listen.POP3S},
 		{"listen.submission", c.Listen.Submission},
+		{"listen.metrics", c.Listen.Metrics},
 	}
 	used := map[string]string{} // address -> key
 	for _, a := range addrs {

@@ -21,6 +21,7 @@ import (
 	"loft/internal/certs"
 	"loft/internal/config"
 	"loft/internal/imap"
+	"loft/internal/metrics"
 	"loft/internal/pop3"
 	"loft/internal/smtp"
 	"loft/internal/store"
@@ -46,6 +47,8 @@ type Server struct {
 	certs *certs.Holder
 	// stopWatch ends the certificate file watch.
 	stopWatch context.CancelFunc
+	// metrics is nil unless listen.metrics is set.
+	metrics *metrics.Metrics
 
 	listeners []Listener
 	services  []service
@@ -83,8 +86,14 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			s.close()
 		}
 	}()
+	var observeCommit func(time.Duration)
+	if cfg.Listen.Metrics != "" {
+		s.metrics = metrics.New(metrics.Options{Usage: s.usage})
+		observeCommit = s.metrics.ObserveCommit
+	}
 	s.Store, err = store.Open(context.Background(), store.Options{
-		Dir: cfg.DataDir, DefaultQuota: cfg.Quota.Default, Logger: log.With("component", "store")})
+		Dir: cfg.DataDir, DefaultQuota: cfg.Quota.Default, Logger: log.With("component", "store"),
+		ObserveCommit: observeCommit})
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +115,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		CommandTimeout:        lim.CommandTimeout,
 		MaxMessagesPerSession: lim.MaxMessagesPerSession,
 		Logger:                log,
+		Metrics:               s.metrics,
 	}
 	lmtpOpts := smtpOpts
 	lmtpOpts.LMTP = true
@@ -137,6 +147,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		CommandTimeout:  lim.CommandTimeout,
 		MaxAuthFailures: lim.MaxAuthAttempts,
 		Logger:          log,
+		Metrics:         s.metrics,
 	})
 	// One IMAP configuration for both listeners; imaps differs only in
 	// speaking TLS from the start. The throttle is shared by the two.
@@ -150,6 +161,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		MaxLineLength:   lim.MaxCommandLine,
 		MaxAuthFailures: lim.MaxAuthAttempts,
 		Logger:          log,
+		Metrics:         s.metrics,
 	}
 	imapsOpts := imapOpts
 	imapsOpts.ImplicitTLS = true
@@ -161,13 +173,17 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		svc     func() service
 		refuse  refusal
 		blocked bool // refuse addresses blocked after failed logins
+		// direct: served as bound, without the connection limits and
+		// counting of the mail listeners (the metrics endpoint).
+		direct bool
 	}{
-		{"smtp", cfg.Listen.SMTP, func() service { return smtp.New(s.Store, smtpOpts) }, smtpRefusal(cfg.Hostname), false},
-		{"lmtp", cfg.Listen.LMTP, func() service { return smtp.New(s.Store, lmtpOpts) }, smtpRefusal(cfg.Hostname), false},
-		{"imap", cfg.Listen.IMAP, func() service { return imap.New(s.Store, imapOpts) }, imapRefusal, true},
-		{"imaps", cfg.Listen.IMAPS, func() service { return imap.New(s.Store, imapsOpts) }, silentRefusal, true},
-		{"pop3", cfg.Listen.POP3, func() service { return pop }, pop3Refusal, true},
-		{"pop3s", cfg.Listen.POP3S, func() service { return pop.ImplicitTLS() }, silentRefusal, true},
+		{"smtp", cfg.Listen.SMTP, func() service { return smtp.New(s.Store, smtpOpts) }, smtpRefusal(cfg.Hostname), false, false},
+		{"lmtp", cfg.Listen.LMTP, func() service { return smtp.New(s.Store, lmtpOpts) }, smtpRefusal(cfg.Hostname), false, false},
+		{"imap", cfg.Listen.IMAP, func() service { return imap.New(s.Store, imapOpts) }, imapRefusal, true, false},
+		{"imaps", cfg.Listen.IMAPS, func() service { return imap.New(s.Store, imapsOpts) }, silentRefusal, true, false},
+		{"pop3", cfg.Listen.POP3, func() service { return pop }, pop3Refusal, true, false},
+		{"pop3s", cfg.Listen.POP3S, func() service { return pop.ImplicitTLS() }, silentRefusal, true, false},
+		{name: "metrics", addr: cfg.Listen.Metrics, svc: func() service { return newMetricsService(s.metrics, log) }, direct: true},
 	}
 	// Bind every listener before serving any, so that a port already in
 	// use fails the start with nothing left running.
@@ -183,11 +199,17 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			}
 			return nil, fmt.Errorf("listen %s on %s: %w", b.name, b.addr, err)
 		}
-		ll := &limitedListener{Listener: l, name: b.name, limits: conns, refuse: b.refuse, log: log}
-		if b.blocked {
-			ll.blocked = authn.Blocked
+		if !b.direct {
+			ll := &limitedListener{Listener: l, name: b.name, limits: conns, refuse: b.refuse, log: log}
+			if b.blocked {
+				ll.blocked = authn.Blocked
+			}
+			// Counted beneath the protocol, so that every session knows
+			// its bytes on the wire for its log line (and, with metrics,
+			// each listener its connections).
+			l = s.metrics.Listener(b.name, ll)
 		}
-		bound = append(bound, ll)
+		bound = append(bound, l)
 		s.listeners = append(s.listeners, Listener{Name: b.name, Addr: l.Addr()})
 		s.services = append(s.services, b.svc())
 	}
