@@ -128,23 +128,9 @@ fill() {
 	echo "$n"
 }
 
-# The BIG small messages of the big mailbox: plain text, 0.4 to 1.5 KB, all different.
+# The BIG small messages of the big mailbox (lib.sh).
 SMALL=$TMP/small.mbox
-awk -v n="$BIG" 'BEGIN {
-	srand(4)
-	split("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda omicron", w, " ")
-	for (i = 1; i <= n; i++) {
-		printf "From gen@bench.test Sun Nov 22 10:00:00 2026\n"
-		printf "From: Sender %d <sender%d@example.org>\nTo: %s@bench.test\n", i % 97, i % 97, "'"$BIG_USER"'"
-		printf "Subject: Small message %d about %s\n", i, w[1 + i % 12]
-		printf "Date: Sun, 22 Nov 2026 %02d:%02d:%02d +0000\nMessage-ID: <%d.small@bench.test>\n", int(i / 3600) % 24, int(i / 60) % 60, i % 60, i
-		printf "MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n"
-		lines = 3 + int(rand() * 16)
-		for (l = 0; l < lines; l++)
-			printf "Line %d of message %d: %s %s %s, lorem ipsum dolor sit amet.\n", l, i, w[1 + int(rand() * 12)], w[1 + int(rand() * 12)], w[1 + int(rand() * 12)]
-		printf "\n"
-	}
-}' >"$SMALL"
+small_mbox "$BIG" "$BIG_USER" >"$SMALL"
 
 # (a) Dovecot.
 dovecot_running || DOVECOT_STARTED=1 # one that was already running is left running at the end

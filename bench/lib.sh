@@ -162,3 +162,26 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 
 # json_num FILE KEY: a top-level number of a loftbench JSON result.
 json_num() { sed -n "s/^ *\"$2\": *\([0-9.eE+-]*\),*\$/\1/p" "$1"; }
+
+# small_mbox N USER [FIRST [TAG]]: writes to stdout N small generated messages for USER (the
+# large mailbox of imap.sh and imap-sync.sh): plain text, 0.4 to 1.5 KB, all different, numbered
+# FIRST (default 1) on, with Message-ID <i.TAG@bench.test> (TAG default "small"). The same
+# arguments always give the same bytes; a top-up passes its own FIRST and TAG, so that its
+# Message-IDs are new.
+small_mbox() {
+	awk -v n="$1" -v user="$2" -v first="${3:-1}" -v tag="${4:-small}" 'BEGIN {
+		srand(4)
+		split("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda omicron", w, " ")
+		for (i = first; i < first + n; i++) {
+			printf "From gen@bench.test Sun Nov 22 10:00:00 2026\n"
+			printf "From: Sender %d <sender%d@example.org>\nTo: %s@bench.test\n", i % 97, i % 97, user
+			printf "Subject: Small message %d about %s\n", i, w[1 + i % 12]
+			printf "Date: Sun, 22 Nov 2026 %02d:%02d:%02d +0000\nMessage-ID: <%d.%s@bench.test>\n", int(i / 3600) % 24, int(i / 60) % 60, i % 60, i, tag
+			printf "MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n"
+			lines = 3 + int(rand() * 16)
+			for (l = 0; l < lines; l++)
+				printf "Line %d of message %d: %s %s %s, lorem ipsum dolor sit amet.\n", l, i, w[1 + int(rand() * 12)], w[1 + int(rand() * 12)], w[1 + int(rand() * 12)]
+			printf "\n"
+		}
+	}'
+}

@@ -37,6 +37,7 @@ func init() {
 	commands["imap"] = imapCommand
 	commands["imap-big"] = imapBigCommand
 	commands["imap-idle"] = imapIdleCommand
+	commands["imap-sync"] = imapSyncCommand
 }
 
 // imapReadBuffer is the read buffer of a mixed-profile client: big enough that a whole

@@ -396,3 +396,47 @@ func TestServerPSSSumsProcessesByName(t *testing.T) {
 		t.Errorf("hostCPU = %d, %d, %v", b, total, err)
 	}
 }
+
+func TestIMAPSyncAgainstLoft(t *testing.T) {
+	addr, _ := loftServer(t, 1, 30)
+	user := "bench1@" + testDomain
+	res, err := runIMAPSync(context.Background(), syncOptions{
+		Addr: addr, User: user, StdUser: user, Password: testPassword,
+		Parts: syncParts, Rounds: 2, Expect: 30, Timeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 {
+		t.Fatalf("%d errors: %v", res.Errors, res.FirstErrors)
+	}
+	want := 2 + len(bigSearches) + len(stdSearches) + 2
+	if len(res.Steps) != want {
+		t.Fatalf("%d steps, want %d", len(res.Steps), want)
+	}
+	quiet, changed := res.Steps[0], res.Steps[1]
+	if quiet.Responses != 0 || changed.Responses != resyncFlagChanges+resyncNew || changed.Exists != 32 {
+		t.Errorf("resync: %d FETCH without change, %d with (want %d) in %d messages (want 32)",
+			quiet.Responses, changed.Responses, resyncFlagChanges+resyncNew, changed.Exists)
+	}
+	if len(changed.Seconds) != 2 || changed.WireBytes <= quiet.WireBytes {
+		t.Errorf("resync: rounds %v, %d bytes with changes, %d without", changed.Seconds, changed.WireBytes, quiet.WireBytes)
+	}
+	for _, s := range res.Steps[2 : want-2] {
+		if strings.Contains(s.Command, "SORT") && s.Results != 30 {
+			t.Errorf("%s: %d results, want 30", s.Command, s.Results)
+		}
+	}
+	plain, deflated := res.Steps[want-2], res.Steps[want-1]
+	if plain.Responses != 30 || deflated.Responses != 30 || plain.WireBytes != plain.PlainBytes {
+		t.Errorf("compress: %d and %d FETCH, plain session %d/%d bytes", plain.Responses, deflated.Responses, plain.WireBytes, plain.PlainBytes)
+	}
+	// The same responses but for the tag, compressed on the wire.
+	if d := deflated.PlainBytes - plain.PlainBytes; d < -5 || d > 5 || deflated.WireBytes >= plain.WireBytes/2 {
+		t.Errorf("compress: %d bytes inflated (plain session %d), %d on the wire", deflated.PlainBytes, plain.PlainBytes, deflated.WireBytes)
+	}
+	// The run leaves the mailbox as it found it.
+	if n := selectExists(t, addr, user); n != 30 {
+		t.Errorf("%d messages after the run, want 30", n)
+	}
+}

@@ -42,6 +42,10 @@ type imapConn struct {
 	// is skipped in the read buffer and only its size is counted.
 	keep bool
 	resp imapResponse // reused by every read
+	// wire counts the bytes received; inflated, once COMPRESS is active (imapsync.go), the
+	// bytes after inflating them.
+	wire     *countingConn
+	inflated *countingReader
 }
 
 // imapResponse is one server response: a tagged or untagged response or a continuation
@@ -74,7 +78,8 @@ func dialIMAP(ctx context.Context, addr string, timeout time.Duration, readBuf i
 	if err != nil {
 		return nil, err
 	}
-	c := &imapConn{conn: conn, r: bufio.NewReaderSize(conn, readBuf), w: bufio.NewWriter(conn), timeout: timeout}
+	wire := &countingConn{Conn: conn}
+	c := &imapConn{conn: conn, r: bufio.NewReaderSize(wire, readBuf), w: bufio.NewWriter(wire), timeout: timeout, wire: wire}
 	conn.SetDeadline(time.Now().Add(timeout))
 	resp, err := c.read()
 	if err != nil {
