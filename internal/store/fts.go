@@ -471,13 +471,14 @@ type SortInfo struct {
 	References  []string // normalized: References, else In-Reply-To's first
 }
 
-// SortInfo returns the sort and thread data of a mailbox's messages, in
-// UID order. Bodies not indexed yet are read from their files.
-func (s *Store) SortInfo(ctx context.Context, accountID, mailboxID int64) ([]SortInfo, error) {
+// loadSortInfo reads the sort and thread data of a mailbox's messages
+// with UIDs above after, in UID order; SortInfo (sortcache.go) keeps them.
+// Bodies not indexed yet are read from their files.
+func (s *Store) loadSortInfo(ctx context.Context, accountID, mailboxID int64, after uint32) ([]SortInfo, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT m.uid, m.internal_date, m.size, m.blob, i.id, i.sent, i.subject, i.reply,
 			i.from_addr, i.to_addr, i.cc_addr, i.display_from, i.display_to, i.message_id, i.refs
 		FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id LEFT JOIN body_index i ON i.blob = m.blob
-		WHERE m.mailbox_id = ? AND b.account_id = ? ORDER BY m.uid`, mailboxID, accountID)
+		WHERE m.mailbox_id = ? AND b.account_id = ? AND m.uid > ? ORDER BY m.uid`, mailboxID, accountID, after)
 	if err != nil {
 		return nil, fmt.Errorf("store: sort info: %w", err)
 	}

@@ -77,6 +77,7 @@ type Store struct {
 	writer       *writer
 	feed         *feed
 	index        *index
+	sorts        *sortCache  // SORT and THREAD keys (sortcache.go)
 	text         textIndexer // fills the full-text index after deliveries (fts.go)
 	observe      func(time.Duration)
 }
@@ -138,6 +139,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		feed:         newFeed(),
 		index:        newIndex(),
 		observe:      opts.ObserveCommit,
+		sorts:        newSortCache(),
 	}
 	s.writer, err = startWriter(s)
 	if err != nil {

@@ -224,6 +224,7 @@ func (w *writer) run(batch []writeReq) {
 			continue
 		}
 		w.s.index.applyChanges(t.changes)
+		w.s.sorts.applyChanges(t.changes)
 		w.s.feed.publish(t.changes)
 		for _, id := range t.removes {
 			if err := w.s.blobs.Remove(id); err != nil {
