@@ -342,36 +342,11 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	// exact either way.
 	s.kickIndexer()
 	res := &SearchTextResult{}
-	// The mailbox's messages and their index rows.
-	rows, err := s.db.QueryContext(ctx, `SELECT m.uid, i.id FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
-		LEFT JOIN body_index i ON i.blob = m.blob AND i.indexed = 1
-		WHERE m.mailbox_id = ? AND b.account_id = ? ORDER BY m.uid`,
-		mailboxID, accountID)
+	uncovered, size, err := s.uncoveredUIDs(ctx, accountID, mailboxID) // textcache.go
 	if err != nil {
-		return nil, fmt.Errorf("store: search text: %w", err)
+		return nil, err
 	}
-	uidOf := map[int64][]uint32{} // index row → messages (copies share one)
-	var ids []int64
-	for rows.Next() {
-		var uid uint32
-		var id sql.NullInt64
-		if err := rows.Scan(&uid, &id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("store: search text: %w", err)
-		}
-		if !id.Valid {
-			res.Unindexed = append(res.Unindexed, uid)
-			continue
-		}
-		if _, ok := uidOf[id.Int64]; !ok {
-			ids = append(ids, id.Int64)
-		}
-		uidOf[id.Int64] = append(uidOf[id.Int64], uid)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: search text: %w", err)
-	}
+	res.Unindexed = uncovered
 
 	var cond, col string
 	switch field {
@@ -386,13 +361,62 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	// Narrow with the trigram index. Trigrams need three characters, and
 	// a string that is not UTF-8 could tokenize differently from the
 	// stored text: then every indexed message is a candidate.
-	if utf8.RuneCountInString(text) >= 3 && utf8.ValidString(text) && len(ids) > 0 {
-		found, err := s.int64s(ctx, `SELECT rowid FROM body_fts WHERE body_fts MATCH ?`,
+	narrow := utf8.RuneCountInString(text) >= 3 && utf8.ValidString(text)
+	var found []int64
+	if narrow {
+		found, err = s.int64s(ctx, `SELECT rowid FROM body_fts WHERE body_fts MATCH ?`,
 			col+` : "`+strings.ReplaceAll(text, `"`, `""`)+`"`)
 		if err != nil {
 			return nil, fmt.Errorf("store: search text: %w", err)
 		}
-		ids = ids[:0]
+		if len(found) == 0 {
+			return res, nil
+		}
+	}
+	// Which index rows are this mailbox's messages (copies share one):
+	// for a few candidates (of every mailbox: FTS5 knows no mailboxes),
+	// theirs; else the mailbox's, all of them, filtered.
+	uidOf := map[int64][]uint32{}
+	var ids []int64
+	var rows *sql.Rows
+	if narrow && len(found) <= size/2 {
+		var list []byte
+		if list, err = json.Marshal(found); err != nil {
+			return nil, err
+		}
+		// CROSS JOIN fixes the order and "+" keeps SQLite from scanning
+		// the mailbox by (mailbox_id, uid): from each candidate to its
+		// messages by blob.
+		rows, err = s.db.QueryContext(ctx, `SELECT m.uid, i.id FROM json_each(?) j CROSS JOIN body_index i CROSS JOIN messages m
+			WHERE i.id = j.value AND i.indexed = 1 AND m.blob = i.blob AND +m.mailbox_id = ?
+			AND EXISTS (SELECT 1 FROM mailboxes b WHERE b.id = m.mailbox_id AND b.account_id = ?)`,
+			string(list), mailboxID, accountID)
+	} else {
+		rows, err = s.db.QueryContext(ctx, `SELECT m.uid, i.id FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+			JOIN body_index i ON i.blob = m.blob AND i.indexed = 1
+			WHERE m.mailbox_id = ? AND b.account_id = ? ORDER BY m.uid`, mailboxID, accountID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: search text: %w", err)
+	}
+	for rows.Next() {
+		var uid uint32
+		var id int64
+		if err := rows.Scan(&uid, &id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: search text: %w", err)
+		}
+		if _, ok := uidOf[id]; !ok {
+			ids = append(ids, id)
+		}
+		uidOf[id] = append(uidOf[id], uid)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: search text: %w", err)
+	}
+	if narrow && len(found) > size/2 {
+		ids = ids[:0] // the candidates among the mailbox's
 		for _, id := range found {
 			if _, ok := uidOf[id]; ok {
 				ids = append(ids, id)

@@ -77,8 +77,9 @@ type Store struct {
 	writer       *writer
 	feed         *feed
 	index        *index
-	sorts        *sortCache  // SORT and THREAD keys (sortcache.go)
-	text         textIndexer // fills the full-text index after deliveries (fts.go)
+	sorts        *sortCache    // SORT and THREAD keys (sortcache.go)
+	texts        *textCoverage // what the text index covers, per mailbox (textcache.go)
+	text         textIndexer   // fills the full-text index after deliveries (fts.go)
 	observe      func(time.Duration)
 }
 
@@ -140,6 +141,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		index:        newIndex(),
 		observe:      opts.ObserveCommit,
 		sorts:        newSortCache(),
+		texts:        newTextCoverage(),
 	}
 	s.writer, err = startWriter(s)
 	if err != nil {
