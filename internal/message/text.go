@@ -95,6 +95,20 @@ func (x *textWalk) walk(p *Part) {
 	if name := fileName(p); name != "" {
 		x.names = append(x.names, name)
 	}
+	if isMessage(p) && len(p.Parts) == 1 && x.budget > 0 {
+		// An attached message's header is part of this message's body,
+		// which SEARCH TEXT and BODY look in (RFC 9051 §6.4.4): a forwarded
+		// mail is found by its Subject, as Dovecot finds it.
+		c := p.Parts[0]
+		n := min(c.BodyOffset-c.HeaderOffset, x.budget)
+		x.budget -= n
+		hdr := make([]byte, n)
+		if _, err := x.r.ReadAt(hdr, c.HeaderOffset); err == nil || err == io.EOF {
+			h, _ := decodeHeader(hdr)
+			x.body.WriteString(h)
+			x.body.WriteByte('\n')
+		}
+	}
 	if len(p.Parts) > 0 {
 		for _, c := range p.Parts {
 			x.walk(c)
