@@ -33,9 +33,9 @@ const maxSortCached = 250_000
 
 type sortCache struct {
 	mu      sync.Mutex
-	entries map[int64]*sortEntry // by mailbox id
-	total   int                  // messages in all entries
-	max     int                  // maxSortCached; lower in tests
+	entries map[coverageKey]*sortEntry // by account and mailbox (textcache.go)
+	total   int                        // messages in all entries
+	max     int                        // maxSortCached; lower in tests
 }
 
 // sortEntry is one mailbox's keys.
@@ -52,7 +52,7 @@ type sortEntry struct {
 }
 
 func newSortCache() *sortCache {
-	return &sortCache{entries: make(map[int64]*sortEntry), max: maxSortCached}
+	return &sortCache{entries: make(map[coverageKey]*sortEntry), max: maxSortCached}
 }
 
 // SortInfo returns the sort and thread data of a mailbox's messages, in
@@ -61,8 +61,8 @@ func newSortCache() *sortCache {
 // arrives meanwhile may be missing: callers look up the UIDs they know.
 // The slice is shared: callers must not change it.
 func (s *Store) SortInfo(ctx context.Context, accountID, mailboxID int64) ([]SortInfo, error) {
-	c := s.sorts
-	e := c.entry(mailboxID)
+	c, k := s.sorts, coverageKey{accountID, mailboxID}
+	e := c.entry(k)
 	e.load.Lock()
 	defer e.load.Unlock()
 	e.mu.Lock()
@@ -88,18 +88,18 @@ func (s *Store) SortInfo(ctx context.Context, accountID, mailboxID int64) ([]Sor
 	}
 	e.keys = keys
 	e.mu.Unlock()
-	c.resize(mailboxID, e, len(keys))
+	c.resize(k, e, len(keys))
 	return keys, nil
 }
 
 // entry returns the mailbox's entry, registering an empty one if needed.
-func (c *sortCache) entry(mailboxID int64) *sortEntry {
+func (c *sortCache) entry(k coverageKey) *sortEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.entries[mailboxID]
+	e := c.entries[k]
 	if e == nil {
 		e = &sortEntry{}
-		c.entries[mailboxID] = e
+		c.entries[k] = e
 	}
 	e.used = time.Now()
 	return e
@@ -108,27 +108,27 @@ func (c *sortCache) entry(mailboxID int64) *sortEntry {
 // resize records that e now holds n messages and evicts entries, least
 // recently used first, while the cache is over its bound; e itself goes
 // when it alone is.
-func (c *sortCache) resize(mailboxID int64, e *sortEntry, n int) {
+func (c *sortCache) resize(k coverageKey, e *sortEntry, n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.entries[mailboxID] != e {
+	if c.entries[k] != e {
 		return // dropped meanwhile: it was never counted
 	}
 	c.total += n - e.n
 	e.n = n
 	if n > c.max {
-		c.drop(mailboxID)
+		c.drop(k)
 		return
 	}
 	for c.total > c.max {
-		var oldest int64
+		var oldest coverageKey
 		var at time.Time
 		for id, o := range c.entries {
-			if id != mailboxID && (oldest == 0 || o.used.Before(at)) {
+			if id != k && (at.IsZero() || o.used.Before(at)) {
 				oldest, at = id, o.used
 			}
 		}
-		if oldest == 0 {
+		if at.IsZero() {
 			return
 		}
 		c.drop(oldest)
@@ -136,10 +136,10 @@ func (c *sortCache) resize(mailboxID int64, e *sortEntry, n int) {
 }
 
 // drop forgets an entry; its next use starts afresh. c.mu is held.
-func (c *sortCache) drop(mailboxID int64) {
-	if e, ok := c.entries[mailboxID]; ok {
+func (c *sortCache) drop(k coverageKey) {
+	if e, ok := c.entries[k]; ok {
 		c.total -= e.n
-		delete(c.entries, mailboxID)
+		delete(c.entries, k)
 	}
 }
 
@@ -155,7 +155,7 @@ func (c *sortCache) applyChanges(changes []Change) {
 	for _, ch := range changes {
 		switch ch.Kind {
 		case ChangeExpunge:
-			if e := c.entries[ch.MailboxID]; e != nil {
+			if e := c.entries[coverageKey{ch.accountID, ch.MailboxID}]; e != nil {
 				e.mu.Lock()
 				e.gone = append(e.gone, ch.UIDs...)
 				e.mu.Unlock()

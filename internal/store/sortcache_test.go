@@ -51,6 +51,11 @@ func TestSortCacheFollowsChanges(t *testing.T) {
 	}
 	mb := inbox(t, s, a)
 	checkSortCache(t, s, a, mb, "first use")
+	// Another account gets nothing of this mailbox, cached or not.
+	b := addAccount(t, s, "b@example.org", nil)
+	if got, err := s.SortInfo(ctx, b.ID, mb.ID); err != nil || len(got) != 0 {
+		t.Errorf("another account's SortInfo of the mailbox: %d keys, %v", len(got), err)
+	}
 
 	for i := 21; i <= 25; i++ {
 		deliver(t, s, sortMessage(i), "a@example.org")
@@ -161,8 +166,8 @@ func TestSortCacheEvictsAboveItsBound(t *testing.T) {
 		s.sorts.mu.Lock()
 		defer s.sorts.mu.Unlock()
 		var ids []int64
-		for id := range s.sorts.entries {
-			ids = append(ids, id)
+		for k := range s.sorts.entries {
+			ids = append(ids, k.mailbox)
 		}
 		slices.Sort(ids)
 		return ids
