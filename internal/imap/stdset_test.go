@@ -28,7 +28,7 @@ import (
 )
 
 // standardSet returns the messages of the standard set, CRLF line endings.
-func standardSet(t *testing.T) [][]byte {
+func standardSet(t testing.TB) [][]byte {
 	t.Helper()
 	path := os.Getenv("LOFT_MBOX")
 	if path == "" {
@@ -70,7 +70,7 @@ func standardSet(t *testing.T) [][]byte {
 	return msgs
 }
 
-func skipOrFail(t *testing.T, format string, args ...any) {
+func skipOrFail(t testing.TB, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("LOFT_INTEROP") == "required" {
 		t.Fatalf(format, args...)
