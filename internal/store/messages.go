@@ -118,8 +118,13 @@ func (s *Store) OpenBody(blobID string) (*os.File, error) {
 	return f, err
 }
 
-// Structure returns a body's envelope and MIME structure, parsed at delivery.
+// Structure returns a body's envelope and MIME structure, parsed at
+// delivery. The Message may be shared with other callers (it comes from a
+// cache): it must not be modified.
 func (s *Store) Structure(ctx context.Context, blobID string) (*message.Message, error) {
+	if m := s.structs.get(blobID); m != nil {
+		return m, nil
+	}
 	var raw []byte
 	err := s.db.QueryRowContext(ctx, `SELECT structure FROM bodies WHERE blob = ?`, blobID).Scan(&raw)
 	if err != nil {
@@ -129,6 +134,7 @@ func (s *Store) Structure(ctx context.Context, blobID string) (*message.Message,
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("store: structure of %s: %w", blobID, err)
 	}
+	s.structs.put(blobID, &m, len(raw))
 	return &m, nil
 }
 

@@ -79,6 +79,7 @@ type Store struct {
 	index        *index
 	sorts        *sortCache    // SORT and THREAD keys (sortcache.go)
 	texts        *textCoverage // what the text index covers, per mailbox (textcache.go)
+	structs      *structCache  // decoded structures of bodies (structcache.go)
 	text         textIndexer   // fills the full-text index after deliveries (fts.go)
 	observe      func(time.Duration)
 }
@@ -142,6 +143,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		observe:      opts.ObserveCommit,
 		sorts:        newSortCache(),
 		texts:        newTextCoverage(),
+		structs:      newStructCache(),
 	}
 	s.writer, err = startWriter(s)
 	if err != nil {
