@@ -23,8 +23,11 @@ type selection struct {
 	name        string
 	uidValidity uint32
 	readOnly    bool
-	// uids maps sequence number n to uids[n-1]; strictly increasing.
-	uids []uint32
+	// uids maps sequence number n to uids[n-1]; strictly increasing. Its
+	// array starts shared with the store's index (store.Selection.UIDs)
+	// and is copied before the first change in place: ownUIDs.
+	uids    []uint32
+	ownUIDs bool
 	// uidNext is the UIDNEXT the client was told, raised as new messages
 	// are announced: "*" in a UID set the client sends is below it.
 	uidNext uint32
@@ -44,6 +47,10 @@ func (sel *selection) seqOf(uid uint32) int {
 
 // remove drops sequence number seq.
 func (sel *selection) remove(seq int) {
+	if !sel.ownUIDs {
+		sel.uids = slices.Clone(sel.uids)
+		sel.ownUIDs = true
+	}
 	sel.uids = slices.Delete(sel.uids, seq-1, seq)
 }
 

@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"context"
 	"strings"
 	"testing"
 )
@@ -87,4 +88,28 @@ func selectMailbox(c *client, verb, name string, n int) {
 		}
 	}
 	c.t.Fatalf("select: no %q in %q", want, res)
+}
+
+// Sessions that select one mailbox share its UID array with the store's
+// index; one session's EXPUNGE must not change another's sequence numbers
+// before that one is told.
+func TestExpungeInOneSessionKeepsOthersNumbers(t *testing.T) {
+	ts := newTestServer(t)
+	for range 3 {
+		ts.deliver(sampleMsg)
+	}
+	a, b := ts.login(false), ts.login(false)
+	a.run("a1 SELECT INBOX")
+	b.run("b1 SELECT INBOX")
+	mb, err := ts.st.Mailbox(context.Background(), ts.acct.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.st.Expunge(context.Background(), ts.acct.ID, mb.ID, []uint32{1}); err != nil {
+		t.Fatal(err)
+	}
+	a.cmd("a2 NOOP", "* 1 EXPUNGE", "a2 OK NOOP completed")
+	b.cmd("b2 FETCH 2:3 (UID)", "* 2 FETCH (UID 2)", "* 3 FETCH (UID 3)", "b2 OK FETCH completed")
+	b.cmd("b3 NOOP", "* 1 EXPUNGE", "b3 OK NOOP completed")
+	b.cmd("b4 FETCH 1:* (UID)", "* 1 FETCH (UID 2)", "* 2 FETCH (UID 3)", "b4 OK FETCH completed")
 }

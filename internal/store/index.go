@@ -2,6 +2,10 @@
 // mailboxes sessions are using (UID, modseq, flags, size, date, body id),
 // so that SELECT of a 100,000-message mailbox and FETCH 1:* (FLAGS) read
 // memory rather than the database — what Dovecot's mmap'd index gives it.
+// Each entry also keeps the counts SELECT reports (unseen, deleted, first
+// unseen, keywords) current with every change, and an array of its UIDs
+// that selections share, so that a SELECT neither scans nor copies the
+// mailbox.
 //
 // The database stays the truth. An entry is loaded from it on first use and
 // then kept current by the writer, which applies every committed change to
@@ -15,8 +19,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -27,14 +33,37 @@ const maxIndexedMessages = 2_000_000
 
 // indexEntry is one mailbox's messages, sorted by UID.
 type indexEntry struct {
-	mu      sync.RWMutex
-	ready   chan struct{} // closed when loaded (or failed: err set)
-	err     error
-	msgs    []indexMsg
+	mu    sync.RWMutex
+	ready chan struct{} // closed when loaded (or failed: err set)
+	err   error
+	msgs  []indexMsg
+	// uids are the UIDs of msgs, in the same order. Selections share its
+	// array (Selection.UIDs, capped at their length), so no element below
+	// the length of a slice already handed out is ever written: appends
+	// write beyond it, and every other change builds a new array.
+	uids    []uint32
+	stats   entryStats
 	modseq  int64    // mailbox modseq the entry reflects
 	pending []Change // changes that arrived while loading
 	used    time.Time
 }
+
+// entryStats are the counts of an entry's messages, kept current by apply.
+type entryStats struct {
+	unseen      int64
+	deleted     int64
+	firstUnseen uint32         // UID of the first message without \Seen; 0 if none
+	keywords    map[string]int // messages per keyword
+	// sorted are the keys of keywords, sorted; shared read-only with
+	// selections, so replaced (never changed) when the set changes.
+	sorted []string
+}
+
+// Bits of indexMsg.flags that the counts follow (messages.go flagBits).
+const (
+	bitSeen    = 1
+	bitDeleted = 8
+)
 
 type indexMsg struct {
 	uid      uint32
@@ -144,8 +173,73 @@ func (s *Store) loadIndex(ctx context.Context, mailboxID int64, e *indexEntry) e
 	}
 	e.mu.Lock()
 	e.msgs, e.modseq = msgs, modseq
+	e.recount()
 	e.mu.Unlock()
 	return nil
+}
+
+// recount computes the UIDs and the counts from the messages. e.mu is held.
+func (e *indexEntry) recount() {
+	e.uids = make([]uint32, len(e.msgs))
+	e.stats = entryStats{keywords: map[string]int{}}
+	for i := range e.msgs {
+		m := &e.msgs[i]
+		e.uids[i] = m.uid
+		e.count(m, 1)
+		if m.flags&bitSeen == 0 && e.stats.firstUnseen == 0 {
+			e.stats.firstUnseen = m.uid
+		}
+	}
+}
+
+// count adds a message to the counts (sign 1) or takes it out (-1), all
+// but firstUnseen. e.mu is held.
+func (e *indexEntry) count(m *indexMsg, sign int) {
+	st := &e.stats
+	if m.flags&bitSeen == 0 {
+		st.unseen += int64(sign)
+	}
+	if m.flags&bitDeleted != 0 {
+		st.deleted += int64(sign)
+	}
+	if m.keywords == "" {
+		return
+	}
+	changed := false
+	for _, k := range strings.Fields(m.keywords) {
+		n := st.keywords[k] + sign
+		if n <= 0 {
+			delete(st.keywords, k)
+			changed = true
+		} else {
+			changed = changed || n == 1 && sign > 0
+			st.keywords[k] = n
+		}
+	}
+	if changed {
+		st.sorted = slices.Sorted(maps.Keys(st.keywords))
+	}
+}
+
+// seekUnseen sets firstUnseen to the first message from msgs[i] on that
+// lacks \Seen. It runs when the first unseen message is seen or expunged,
+// and starts there, so a client reading its mail in order costs a step
+// per message, not a scan. e.mu is held.
+func (e *indexEntry) seekUnseen(i int) {
+	e.stats.firstUnseen = 0
+	for ; i < len(e.msgs); i++ {
+		if e.msgs[i].flags&bitSeen == 0 {
+			e.stats.firstUnseen = e.msgs[i].uid
+			return
+		}
+	}
+}
+
+// sawUnseen notes that message uid lacks \Seen. e.mu is held.
+func (e *indexEntry) sawUnseen(uid uint32) {
+	if fu := e.stats.firstUnseen; fu == 0 || uid < fu {
+		e.stats.firstUnseen = uid
+	}
 }
 
 // evict drops least recently used entries (never keep) while the index
@@ -244,22 +338,53 @@ func (e *indexEntry) apply(c Change) bool {
 		m := indexMsg{uid: c.UID, modseq: c.ModSeq, date: c.date, size: c.Size, flags: bits, keywords: kw, blob: c.blob}
 		if n := len(e.msgs); n == 0 || e.msgs[n-1].uid < c.UID {
 			e.msgs = append(e.msgs, m)
-			return true
-		}
-		i, found := e.find(c.UID)
-		if !found {
+			e.uids = append(e.uids, c.UID) // beyond every shared slice
+		} else {
+			i, found := e.find(c.UID)
+			if found {
+				return true
+			}
 			e.msgs = slices.Insert(e.msgs, i, m)
+			e.uids = slices.Concat(e.uids[:i], []uint32{c.UID}, e.uids[i:]) // a new array
+		}
+		e.count(&m, 1)
+		if bits&bitSeen == 0 {
+			e.sawUnseen(c.UID)
 		}
 	case ChangeFlags:
-		if i, found := e.find(c.UID); found {
-			e.msgs[i].flags, e.msgs[i].keywords = encodeFlags(c.Flags)
-			e.msgs[i].modseq = c.ModSeq
+		i, found := e.find(c.UID)
+		if !found {
+			return true
+		}
+		m := &e.msgs[i]
+		e.count(m, -1)
+		wasUnseen := m.flags&bitSeen == 0
+		m.flags, m.keywords = encodeFlags(c.Flags)
+		m.modseq = c.ModSeq
+		e.count(m, 1)
+		switch unseen := m.flags&bitSeen == 0; {
+		case unseen && !wasUnseen:
+			e.sawUnseen(m.uid)
+		case !unseen && wasUnseen && m.uid == e.stats.firstUnseen:
+			e.seekUnseen(i + 1)
 		}
 	case ChangeExpunge:
+		fu := e.stats.firstUnseen
 		e.msgs = slices.DeleteFunc(e.msgs, func(m indexMsg) bool {
 			_, gone := slices.BinarySearch(c.UIDs, m.uid)
+			if gone {
+				e.count(&m, -1)
+			}
 			return gone
 		})
+		e.uids = make([]uint32, len(e.msgs)) // a new array
+		for i := range e.msgs {
+			e.uids[i] = e.msgs[i].uid
+		}
+		if _, gone := slices.BinarySearch(c.UIDs, fu); gone {
+			i, _ := e.find(fu)
+			e.seekUnseen(i)
+		}
 	}
 	return true
 }

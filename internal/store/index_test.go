@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -144,5 +145,91 @@ func TestIndexUnderConcurrentWrites(t *testing.T) {
 	want, _ := uidsFromDB(t, s, a, mb)
 	if !slices.Equal(sel.UIDs, want) {
 		t.Errorf("index %v\ndatabase %v", sel.UIDs, want)
+	}
+}
+
+// The counts SELECT reports are kept with every change, not recounted:
+// after any mix of deliveries, flag changes and expunges they equal what
+// the database says.
+func TestIndexCountsFollowChanges(t *testing.T) {
+	s := openTest(t, Unlimited)
+	ctx := context.Background()
+	a := addAccount(t, s, "a@example.org", nil)
+	mb := inbox(t, s, a)
+	if _, err := s.Select(ctx, a.ID, "INBOX"); err != nil { // loads the (empty) index
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(4, 2))
+	flagSets := [][]string{nil, {`\Seen`}, {`\Deleted`}, {`\Seen`, "$A"}, {"$A", "$B"}, {`\Seen`, `\Deleted`, "$B"}}
+	var live []uint32
+	for i := range 400 {
+		switch op := rng.IntN(10); {
+		case op < 4 || len(live) == 0:
+			live = append(live, deliver(t, s, "x\r\n", "a@example.org")[0].UID)
+		case op < 8:
+			uid := live[rng.IntN(len(live))]
+			if _, err := s.StoreFlags(ctx, a.ID, mb.ID, []uint32{uid}, FlagsReplace, flagSets[rng.IntN(len(flagSets))]); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			j := rng.IntN(len(live))
+			if _, err := s.Expunge(ctx, a.ID, mb.ID, []uint32{live[j]}); err != nil {
+				t.Fatal(err)
+			}
+			live = slices.Delete(live, j, j+1)
+		}
+		sel, err := s.Select(ctx, a.ID, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := s.Stats(ctx, a.ID, mb.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sel.Stats.Unseen != want.Unseen || sel.Stats.Deleted != want.Deleted ||
+			sel.Stats.FirstUnseen != want.FirstUnseen || !slices.Equal(sel.Stats.Keywords, want.Keywords) {
+			t.Fatalf("step %d: index %+v, database %+v", i, sel.Stats, *want)
+		}
+		if !slices.Equal(sel.UIDs, live) {
+			t.Fatalf("step %d: index UIDs %v, want %v", i, sel.UIDs, live)
+		}
+	}
+}
+
+// SELECT shares the index's UID array instead of copying it, and a
+// selection keeps what it saw while the mailbox changes after it.
+func TestSelectSharesUIDsCopyOnWrite(t *testing.T) {
+	s := openTest(t, Unlimited)
+	ctx := context.Background()
+	a := addAccount(t, s, "a@example.org", nil)
+	mb := inbox(t, s, a)
+	for range 4 {
+		deliver(t, s, "x\r\n", "a@example.org")
+	}
+	first, err := s.Select(ctx, a.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Select(ctx, a.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &first.UIDs[0] != &second.UIDs[0] {
+		t.Error("the second SELECT copied the UIDs")
+	}
+	if cap(first.UIDs) != len(first.UIDs) {
+		t.Errorf("capacity %d beyond the length %d: an append would write into the shared array", cap(first.UIDs), len(first.UIDs))
+	}
+	deliver(t, s, "y\r\n", "a@example.org")
+	if _, err := s.Expunge(ctx, a.ID, mb.ID, []uint32{2}); err != nil {
+		t.Fatal(err)
+	}
+	s.StoreFlags(ctx, a.ID, mb.ID, []uint32{3}, FlagsAdd, []string{"$K"})
+	if !slices.Equal(first.UIDs, []uint32{1, 2, 3, 4}) || first.Stats.Keywords != nil {
+		t.Errorf("an earlier selection changed: %v %v", first.UIDs, first.Stats.Keywords)
+	}
+	third, _ := s.Select(ctx, a.ID, "INBOX")
+	if !slices.Equal(third.UIDs, []uint32{1, 3, 4, 5}) || !slices.Equal(third.Stats.Keywords, []string{"$K"}) {
+		t.Errorf("after the changes: %v %v", third.UIDs, third.Stats.Keywords)
 	}
 }

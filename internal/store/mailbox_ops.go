@@ -488,11 +488,14 @@ func (s *Store) MessagesInRanges(ctx context.Context, accountID, mailboxID int64
 }
 
 // Selection is what a session needs when it selects a mailbox, read in
-// one snapshot with one pass over the messages.
+// one snapshot, without a pass over the messages.
 type Selection struct {
 	Mailbox *Mailbox // Messages and Size are not filled in
-	UIDs    []uint32 // ascending
-	Stats   MailboxStats
+	// UIDs are ascending. The array is shared with the mailbox index and
+	// other sessions: read-only; copy it before changing it (appending to
+	// it copies, as its capacity is its length).
+	UIDs  []uint32
+	Stats MailboxStats // Keywords is shared and read-only too
 }
 
 // Select reads a mailbox's state, its UIDs and its counts at once.
@@ -519,33 +522,17 @@ func (s *Store) selectMailbox(ctx context.Context, accountID int64, name string,
 	// The index may be ahead of the row read above (a commit in between):
 	// report the state the UIDs reflect.
 	mb.HighestModSeq = max(mb.HighestModSeq, e.modseq)
-	if n := len(e.msgs); n > 0 {
-		mb.UIDNext = max(mb.UIDNext, e.msgs[n-1].uid+1)
+	n := len(e.uids)
+	if n > 0 {
+		mb.UIDNext = max(mb.UIDNext, e.uids[n-1]+1)
 	}
-	sel := &Selection{Mailbox: mb, UIDs: make([]uint32, len(e.msgs))}
-	seenKw := map[string]bool{}
-	for i := range e.msgs {
-		m := &e.msgs[i]
-		sel.UIDs[i] = m.uid
-		if m.flags&1 == 0 {
-			sel.Stats.Unseen++
-			if sel.Stats.FirstUnseen == 0 {
-				sel.Stats.FirstUnseen = m.uid
-			}
-		}
-		if m.flags&8 != 0 {
-			sel.Stats.Deleted++
-		}
-		if m.keywords != "" && !seenKw[m.keywords] {
-			seenKw[m.keywords] = true
-			for _, k := range strings.Fields(m.keywords) {
-				if !slices.Contains(sel.Stats.Keywords, k) {
-					sel.Stats.Keywords = append(sel.Stats.Keywords, k)
-				}
-			}
-		}
-	}
-	slices.Sort(sel.Stats.Keywords)
+	st := &e.stats
+	sel := &Selection{Mailbox: mb, UIDs: e.uids[:n:n], Stats: MailboxStats{
+		Unseen:      st.unseen,
+		Deleted:     st.deleted,
+		FirstUnseen: st.firstUnseen,
+		Keywords:    st.sorted,
+	}}
 	if also != nil {
 		also(e)
 	}
