@@ -22,11 +22,11 @@ func TestAppendSentDraftsKeepsFlagsDateBytes(t *testing.T) {
 
 	selectMailbox(c, "SELECT", "Drafts", 1)
 	c.cmd("d FETCH 1 (FLAGS INTERNALDATE BODY.PEEK[])",
-		`* 1 FETCH (FLAGS (\Draft $Todo) INTERNALDATE "`+time.Date(2023, 7, 14, 7, 30, 0, 0, time.UTC).Local().Format("_2-Jan-2006 15:04:05 -0700")+
+		`* 1 FETCH (FLAGS (\Draft $Todo \Recent) INTERNALDATE "`+time.Date(2023, 7, 14, 7, 30, 0, 0, time.UTC).Local().Format("_2-Jan-2006 15:04:05 -0700")+
 			`" BODY[] {`+itoa(len(draft))+"}\r\n"+draft+")",
 		"d OK FETCH completed")
 	selectMailbox(c, "EXAMINE", "Sent", 1)
-	c.cmd("f FETCH 1 (FLAGS BODY[])", `* 1 FETCH (FLAGS (\Seen) BODY[] {`+itoa(len(sent))+"}\r\n"+sent+")", "f OK FETCH completed")
+	c.cmd("f FETCH 1 (FLAGS BODY[])", `* 1 FETCH (FLAGS (\Seen \Recent) BODY[] {`+itoa(len(sent))+"}\r\n"+sent+")", "f OK FETCH completed")
 }
 
 func TestAppendErrors(t *testing.T) {

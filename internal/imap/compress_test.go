@@ -58,7 +58,7 @@ func TestCompressDeflate(t *testing.T) {
 	c.send("f APPEND INBOX {" + itoa(len(body)) + "}")
 	c.expect("+ Ready for literal data")
 	c.sendRaw(body + "\r\n")
-	c.expect(`re:^\* 4 EXISTS$`, `re:^f OK \[APPENDUID \d+ 4\] APPEND completed$`)
+	c.expect(`re:^\* 4 EXISTS$`, `* 4 RECENT`, `re:^f OK \[APPENDUID \d+ 4\] APPEND completed$`)
 	c.cmd("g FETCH 4 BODY.PEEK[]", "* 4 FETCH (BODY[] {"+itoa(len(body))+"}\r\n"+body+")", "g OK FETCH completed")
 	c.cmd("h LOGOUT", "* BYE Logging out", "h OK LOGOUT completed")
 }
@@ -76,10 +76,12 @@ func TestCompressSurvivesIdleWithPushes(t *testing.T) {
 	for round := range 3 {
 		c.cmd("i IDLE", "+ idling")
 		ts.deliver(sampleMsg)
-		c.expectWithin(2*time.Second, "* "+itoa(3+round)+" EXISTS")
-		o.cmd("n NOOP", "* "+itoa(3+round)+" EXISTS", "n OK NOOP completed")
+		// c, in IDLE, is told first: the new message is recent in c alone
+		// (as are the two c selected first).
+		c.expectWithin(2*time.Second, "* "+itoa(3+round)+" EXISTS", "* "+itoa(3+round)+" RECENT")
+		o.cmd("n NOOP", "* "+itoa(3+round)+" EXISTS", "* 0 RECENT", "n OK NOOP completed")
 		o.cmd(`s STORE 1 FLAGS (\Flagged $R`+itoa(round)+`)`, `* 1 FETCH (FLAGS (\Flagged $R`+itoa(round)+`))`, "s OK STORE completed")
-		c.expectWithin(2*time.Second, `* 1 FETCH (UID 1 FLAGS (\Flagged $R`+itoa(round)+`))`)
+		c.expectWithin(2*time.Second, `* 1 FETCH (UID 1 FLAGS (\Flagged $R`+itoa(round)+` \Recent))`)
 		// (No expectNothing here: a timed-out read breaks the client's
 		// inflater for good. The next line being the tagged OK shows
 		// nothing else came.)
@@ -108,7 +110,7 @@ func TestCompressInsideTLS(t *testing.T) {
 	selectInbox(c, 1)
 	c.cmd("i IDLE", "+ idling")
 	ts.deliver(sampleMsg)
-	c.expectWithin(2*time.Second, "* 2 EXISTS")
+	c.expectWithin(2*time.Second, "* 2 EXISTS", "* 2 RECENT")
 	c.cmd("DONE", "i OK IDLE completed")
 	c.cmd("d FETCH 2 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
 		"* 2 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: Hello\r\n\r\n)", "d OK FETCH completed")

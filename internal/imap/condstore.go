@@ -192,7 +192,7 @@ func (s *session) writeResync(qr *qresyncParams, res *store.Resync) {
 		m := &res.Changed[i]
 		if seq := sel.seqOf(m.UID); seq > 0 && known(m.UID) {
 			fmt.Fprintf(s.w, "* %d FETCH (UID %d FLAGS ", seq, m.UID)
-			s.writeFlags(m.Flags)
+			s.writeMessageFlags(m.UID, m.Flags)
 			fmt.Fprintf(s.w, " MODSEQ (%d))\r\n", m.ModSeq)
 		}
 	}

@@ -58,7 +58,7 @@ func TestCondstoreSelectStatusFetchModseq(t *testing.T) {
 		`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft)`,
 		`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted`,
 		`* 3 EXISTS`,
-		`* 0 RECENT`,
+		`* 3 RECENT`,
 		`* OK [UNSEEN 1] First unseen message`,
 		`re:^\* OK \[UIDVALIDITY \d+\] UIDs valid$`,
 		`* OK [UIDNEXT 4] Predicted next UID`,
@@ -84,12 +84,12 @@ func TestCondstoreEnabledWhileSelected(t *testing.T) {
 	b := ts.login(false)
 	selectInbox(b, 2)
 	b.cmd(`s STORE 2 +FLAGS (\Flagged)`, `* 2 FETCH (FLAGS (\Flagged))`, "s OK STORE completed")
-	a.cmd("n NOOP", `* 2 FETCH (UID 2 FLAGS (\Flagged) MODSEQ (4))`, "n OK NOOP completed")
+	a.cmd("n NOOP", `* 2 FETCH (UID 2 FLAGS (\Flagged \Recent) MODSEQ (4))`, "n OK NOOP completed")
 	// STORE without UNCHANGEDSINCE reports the new modseq too.
-	a.cmd(`s STORE 1 +FLAGS (\Seen)`, `* 1 FETCH (FLAGS (\Seen) MODSEQ (5))`, "s OK STORE completed")
+	a.cmd(`s STORE 1 +FLAGS (\Seen)`, `* 1 FETCH (FLAGS (\Seen \Recent) MODSEQ (5))`, "s OK STORE completed")
 	// So does a FETCH that sets \Seen.
 	a.cmd("g FETCH 2 (BODY[HEADER.FIELDS (SUBJECT)])",
-		"* 2 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: Hello\r\n\r\n MODSEQ (6) FLAGS (\\Seen \\Flagged))",
+		"* 2 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: Hello\r\n\r\n MODSEQ (6) FLAGS (\\Seen \\Flagged \\Recent))",
 		"g OK FETCH completed")
 }
 
@@ -108,8 +108,8 @@ func TestCondstoreUnchangedSince(t *testing.T) {
 	// Example 1: 5 passes, 7 and 9 fail.
 	a.cmd(`a102 STORE 7,5,9 (UNCHANGEDSINCE 11) +FLAGS.SILENT (\Deleted)`,
 		"* 5 FETCH (MODSEQ (14))",
-		`* 7 FETCH (UID 7 FLAGS ($Processed) MODSEQ (12))`,
-		`* 9 FETCH (UID 9 FLAGS ($Processed) MODSEQ (13))`,
+		`* 7 FETCH (UID 7 FLAGS ($Processed \Recent) MODSEQ (12))`,
+		`* 9 FETCH (UID 9 FLAGS ($Processed \Recent) MODSEQ (13))`,
 		"a102 OK [MODIFIED 7,9] Conditional STORE failed")
 	// Example 3: all pass; a message that already has the flag keeps its
 	// modseq, and every one gets a FETCH with MODSEQ despite .SILENT.
@@ -123,7 +123,7 @@ func TestCondstoreUnchangedSince(t *testing.T) {
 		"* 10 FETCH (MODSEQ (17))", "a104 OK STORE completed")
 	// Example 6 shape: not silent, the flags and the modseq.
 	a.cmd(`a105 STORE 1 (UNCHANGEDSINCE 17) FLAGS (\Seen \Flagged)`,
-		`* 1 FETCH (FLAGS (\Seen \Flagged) MODSEQ (18))`, "a105 OK STORE completed")
+		`* 1 FETCH (FLAGS (\Seen \Flagged \Recent) MODSEQ (18))`, "a105 OK STORE completed")
 	// UNCHANGEDSINCE 0 fails for every existing message.
 	a.cmd(`a106 UID STORE 2:3 (UNCHANGEDSINCE 0) +FLAGS (\Seen)`, "a106 OK [MODIFIED 2:3] Conditional STORE failed")
 	a.cmd(`a107 STORE 2 (FROB 1) +FLAGS (\Seen)`, "a107 BAD Unknown STORE modifier FROB")
@@ -145,11 +145,11 @@ func TestCondstoreFetchChangedSince(t *testing.T) {
 	c.cmd(`b STORE 6 +FLAGS.SILENT (\Deleted)`, "* 6 FETCH (MODSEQ (11))", "b OK STORE completed")
 	c.cmd(`c STORE 8 +FLAGS.SILENT ($NoJunk $AutoJunk $MDNSent)`, "* 8 FETCH (MODSEQ (12))", "c OK STORE completed")
 	c.cmd("s100 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 9)",
-		`* 4 FETCH (UID 4 MODSEQ (10) FLAGS (\Seen))`,
-		`* 6 FETCH (UID 6 MODSEQ (11) FLAGS (\Deleted))`,
-		`* 8 FETCH (UID 8 MODSEQ (12) FLAGS ($AutoJunk $MDNSent $NoJunk))`,
+		`* 4 FETCH (UID 4 MODSEQ (10) FLAGS (\Seen \Recent))`,
+		`* 6 FETCH (UID 6 MODSEQ (11) FLAGS (\Deleted \Recent))`,
+		`* 8 FETCH (UID 8 MODSEQ (12) FLAGS ($AutoJunk $MDNSent $NoJunk \Recent))`,
 		"s100 OK FETCH completed")
-	c.cmd("s101 FETCH 1:7 (FLAGS) (CHANGEDSINCE 10)", `* 6 FETCH (MODSEQ (11) FLAGS (\Deleted))`, "s101 OK FETCH completed")
+	c.cmd("s101 FETCH 1:7 (FLAGS) (CHANGEDSINCE 10)", `* 6 FETCH (MODSEQ (11) FLAGS (\Deleted \Recent))`, "s101 OK FETCH completed")
 	c.cmd("s102 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12)", "s102 OK FETCH completed")
 	c.cmd("s103 FETCH 1 (FLAGS) (CHANGEDSINCE 0)", "s103 BAD CHANGEDSINCE must not be 0")
 	c.cmd("s104 UID FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)", "s104 BAD VANISHED needs UID FETCH and QRESYNC enabled")
@@ -188,8 +188,8 @@ func TestCondstoreExpungeHighestModseq(t *testing.T) {
 	b.cmd(`c STORE 1 +FLAGS.SILENT (\Deleted)`, "c OK STORE completed")
 	b.cmd("d EXPUNGE", "* 1 EXPUNGE", "d OK EXPUNGE completed") // modseqs 8, 9
 	a.cmd(`e STORE 3 +FLAGS (\Seen)`,
-		`* 3 FETCH (FLAGS (\Seen) MODSEQ (10))`,
-		`* 1 FETCH (UID 1 FLAGS (\Deleted) MODSEQ (8))`,
+		`* 3 FETCH (FLAGS (\Seen \Recent) MODSEQ (10))`,
+		`* 1 FETCH (UID 1 FLAGS (\Deleted \Recent) MODSEQ (8))`,
 		"* OK [HIGHESTMODSEQ 8] Expunges pending",
 		"e OK STORE completed")
 	a.cmd("f NOOP", "* 1 EXPUNGE", "f OK NOOP completed")

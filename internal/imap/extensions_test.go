@@ -108,8 +108,8 @@ func TestMultiAppend(t *testing.T) {
 	c.cmd(m2, `re:^A003 OK \[APPENDUID \d+ 1:2\] APPEND completed$`)
 	selectMailbox(c, "EXAMINE", "Drafts", 2)
 	c.cmd("b FETCH 1:2 (FLAGS BODY[HEADER.FIELDS (SUBJECT)])",
-		"* 1 FETCH (FLAGS (\\Seen) BODY[HEADER.FIELDS (SUBJECT)] {16}\r\nSubject: one\r\n\r\n)",
-		"* 2 FETCH (FLAGS (\\Draft) BODY[HEADER.FIELDS (SUBJECT)] {16}\r\nSubject: two\r\n\r\n)",
+		"* 1 FETCH (FLAGS (\\Seen \\Recent) BODY[HEADER.FIELDS (SUBJECT)] {16}\r\nSubject: one\r\n\r\n)",
+		"* 2 FETCH (FLAGS (\\Draft \\Recent) BODY[HEADER.FIELDS (SUBJECT)] {16}\r\nSubject: two\r\n\r\n)",
 		"b OK FETCH completed")
 	// The second message is too large: neither is stored.
 	big := ts.srv.opts.AppendLimit + 1
@@ -133,9 +133,9 @@ func TestReplace(t *testing.T) {
 	selectMailbox(o, "SELECT", "Drafts", 3)
 	m := "Subject: draft 2, edited\r\n\r\nxy\r\n"
 	c.cmd(`A003 REPLACE 2 Drafts (\Seen \Draft) {`+itoa(len(m))+`}`, "+ Ready for literal data")
-	c.cmd(m, `re:^\* OK \[APPENDUID \d+ 4\] Replacement Message ready$`, "* 4 EXISTS", "* 2 EXPUNGE", "A003 OK REPLACE completed")
-	c.cmd("b FETCH 1:* (UID FLAGS)", "* 1 FETCH (UID 1 FLAGS ())", "* 2 FETCH (UID 3 FLAGS ())", `* 3 FETCH (UID 4 FLAGS (\Seen \Draft))`, "b OK FETCH completed")
-	o.cmd("n NOOP", "* 2 EXPUNGE", "* 3 EXISTS", "n OK NOOP completed")
+	c.cmd(m, `re:^\* OK \[APPENDUID \d+ 4\] Replacement Message ready$`, "* 4 EXISTS", "* 4 RECENT", "* 2 EXPUNGE", "A003 OK REPLACE completed")
+	c.cmd("b FETCH 1:* (UID FLAGS)", `* 1 FETCH (UID 1 FLAGS (\Recent))`, `* 2 FETCH (UID 3 FLAGS (\Recent))`, `* 3 FETCH (UID 4 FLAGS (\Seen \Draft \Recent))`, "b OK FETCH completed")
+	o.cmd("n NOOP", "* 2 EXPUNGE", "* 3 EXISTS", "* 0 RECENT", "n OK NOOP completed")
 	// Into another mailbox, by UID, with QRESYNC.
 	c.cmd("q ENABLE QRESYNC", "re:^\\* OK \\[HIGHESTMODSEQ \\d+\\] Highest$", "* ENABLED QRESYNC", "q OK ENABLE completed")
 	c.send(`c UID REPLACE 4 Sent {` + itoa(len(m)) + "+}\r\n" + m)

@@ -472,7 +472,7 @@ func (s *session) fetchMessage(seq int, m *store.MessageInfo, items []fetchItem,
 			fmt.Fprintf(w, "UID %d", m.UID)
 		case fetchFlags:
 			w.WriteString("FLAGS ")
-			s.writeFlags(m.Flags)
+			s.writeMessageFlags(m.UID, m.Flags)
 		case fetchInternalDate:
 			w.WriteString(`INTERNALDATE "` + m.InternalDate.Format("_2-Jan-2006 15:04:05 -0700") + `"`)
 		case fetchSize:
@@ -502,7 +502,7 @@ func (s *session) fetchMessage(seq int, m *store.MessageInfo, items []fetchItem,
 	}
 	if addFlags {
 		w.WriteString(" FLAGS ")
-		s.writeFlags(m.Flags)
+		s.writeMessageFlags(m.UID, m.Flags)
 	}
 	w.WriteString(")\r\n")
 	return nil

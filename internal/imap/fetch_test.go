@@ -38,7 +38,7 @@ func TestFetchBasics(t *testing.T) {
 	c := ts.login(false)
 	selectInbox(c, 1)
 	size := itoa(len(sampleMsg))
-	c.cmd("a FETCH 1 (FLAGS RFC822.SIZE UID)", "* 1 FETCH (FLAGS () RFC822.SIZE "+size+" UID 1)", "a OK FETCH completed")
+	c.cmd("a FETCH 1 (FLAGS RFC822.SIZE UID)", "* 1 FETCH (FLAGS (\\Recent) RFC822.SIZE "+size+" UID 1)", "a OK FETCH completed")
 	c.cmd("b FETCH 1 ENVELOPE",
 		`* 1 FETCH (ENVELOPE ("Mon, 2 Jan 2023 15:04:05 +0000" "Hello" (("Bob" NIL "bob" "example.net")) (("Bob" NIL "bob" "example.net")) (("Bob" NIL "bob" "example.net")) ((NIL NIL "alice" "example.org")) NIL NIL NIL "<1@example.net>"))`,
 		"b OK FETCH completed")
@@ -47,15 +47,15 @@ func TestFetchBasics(t *testing.T) {
 	c.cmd("e FETCH 1 BODY.PEEK[HEADER.FIELDS (Subject FROM)]",
 		"* 1 FETCH (BODY[HEADER.FIELDS (Subject FROM)] {47}\r\nFrom: Bob <bob@example.net>\r\nSubject: Hello\r\n\r\n)", "e OK FETCH completed")
 	c.cmd("f FETCH 1 BODY.PEEK[TEXT]<3.6>", "* 1 FETCH (BODY[TEXT]<3> {6}\r\nAlice,)", "f OK FETCH completed")
-	c.cmd("g FETCH 1 FLAGS", "* 1 FETCH (FLAGS ())", "g OK FETCH completed")
+	c.cmd("g FETCH 1 FLAGS", "* 1 FETCH (FLAGS (\\Recent))", "g OK FETCH completed")
 	// A non-PEEK body fetch sets \Seen and reports it.
-	c.cmd("h FETCH 1 BODY[]", "* 1 FETCH (BODY[] {"+size+"}\r\n"+sampleMsg+` FLAGS (\Seen))`, "h OK FETCH completed")
+	c.cmd("h FETCH 1 BODY[]", "* 1 FETCH (BODY[] {"+size+"}\r\n"+sampleMsg+` FLAGS (\Seen \Recent))`, "h OK FETCH completed")
 	c.cmd("i FETCH 1 (FLAGS RFC822.HEADER)",
-		"re:(?s)^\\* 1 FETCH \\(FLAGS \\(\\\\Seen\\) RFC822.HEADER \\{\\d+\\}\r\nFrom: Bob.*\r\n\r\n\\)$", "i OK FETCH completed")
+		"re:(?s)^\\* 1 FETCH \\(FLAGS \\(\\\\Seen \\\\Recent\\) RFC822.HEADER \\{\\d+\\}\r\nFrom: Bob.*\r\n\r\n\\)$", "i OK FETCH completed")
 	c.cmd("j UID FETCH 1 INTERNALDATE", `re:^\* 1 FETCH \(UID 1 INTERNALDATE "[ 0-9]\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d [-+]\d{4}"\)$`, "j OK FETCH completed")
-	c.cmd("k FETCH 1 FAST", `re:^\* 1 FETCH \(FLAGS \(\\Seen\) INTERNALDATE ".*" RFC822.SIZE `+size+`\)$`, "k OK FETCH completed")
+	c.cmd("k FETCH 1 FAST", `re:^\* 1 FETCH \(FLAGS \(\\Seen \\Recent\) INTERNALDATE ".*" RFC822.SIZE `+size+`\)$`, "k OK FETCH completed")
 	c.cmd("l FETCH 2 FLAGS", "l BAD Invalid message sequence number (mailbox has 1 messages)")
-	c.cmd("m UID FETCH 2:* FLAGS", "* 1 FETCH (UID 1 FLAGS (\\Seen))", "m OK FETCH completed") // "*" is the highest UID
+	c.cmd("m UID FETCH 2:* FLAGS", "* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))", "m OK FETCH completed") // "*" is the highest UID
 	c.cmd("n UID FETCH 5 FLAGS", "n OK FETCH completed")
 	c.cmd("o FETCH 1 (BODY[NOPE])", "o BAD Invalid section NOPE")
 	c.cmd("p FETCH 1 RFC822.TEXT", "* 1 FETCH (RFC822.TEXT {25}\r\nHi Alice,\r\nhow are you?\r\n)", "p OK FETCH completed")

@@ -8,14 +8,16 @@ import (
 )
 
 // expectWithin reads one response within d and compares it.
-func (c *client) expectWithin(d time.Duration, want string) {
+func (c *client) expectWithin(d time.Duration, want ...string) {
 	c.t.Helper()
-	got, err := c.readResponse(d)
-	if err != nil {
-		c.t.Fatalf("no %q within %v: %v (%q)", want, d, err, got)
-	}
-	if !matches(want, got) {
-		c.t.Fatalf("got %q, want %q", got, want)
+	for _, w := range want {
+		got, err := c.readResponse(d)
+		if err != nil {
+			c.t.Fatalf("no %q within %v: %v (%q)", w, d, err, got)
+		}
+		if !matches(w, got) {
+			c.t.Fatalf("got %q, want %q", got, w)
+		}
 	}
 }
 
@@ -32,7 +34,7 @@ func TestIdleSeesOtherSessionsAndDeliveries(t *testing.T) {
 
 	// \Seen from another device.
 	b.cmd(`b1 STORE 1 +FLAGS (\Seen)`, `* 1 FETCH (FLAGS (\Seen))`, "b1 OK STORE completed")
-	a.expectWithin(time.Second, `* 1 FETCH (UID 1 FLAGS (\Seen))`)
+	a.expectWithin(time.Second, `* 1 FETCH (UID 1 FLAGS (\Seen \Recent))`)
 
 	// MOVE to another folder.
 	b.cmd("b2 MOVE 2 Archive", `re:^\* OK \[COPYUID \d+ 2 1\] Moved$`, "* 2 EXPUNGE", "b2 OK MOVE completed")
@@ -40,13 +42,13 @@ func TestIdleSeesOtherSessionsAndDeliveries(t *testing.T) {
 
 	// EXPUNGE.
 	b.cmd(`b3 STORE 2 +FLAGS.SILENT (\Deleted)`, "b3 OK STORE completed")
-	a.expectWithin(time.Second, `* 2 FETCH (UID 3 FLAGS (\Deleted))`)
+	a.expectWithin(time.Second, `* 2 FETCH (UID 3 FLAGS (\Deleted \Recent))`)
 	b.cmd("b4 EXPUNGE", "* 2 EXPUNGE", "b4 OK EXPUNGE completed")
 	a.expectWithin(time.Second, "* 2 EXPUNGE")
 
-	// A delivery.
+	// A delivery: recent for a, the session told first.
 	ts.deliver(sampleMsg)
-	a.expectWithin(time.Second, "* 2 EXISTS")
+	a.expectWithin(time.Second, "* 2 EXISTS", "* 2 RECENT")
 
 	// An expunge through the store, as POP3 does at QUIT.
 	if _, err := ts.st.Expunge(context.Background(), ts.acct.ID, inboxID(t, ts), []uint32{1}); err != nil {
@@ -55,8 +57,8 @@ func TestIdleSeesOtherSessionsAndDeliveries(t *testing.T) {
 	a.expectWithin(time.Second, "* 1 EXPUNGE")
 
 	a.cmd("DONE", "i OK IDLE completed")
-	a.cmd("n UID FETCH 1:* FLAGS", "* 1 FETCH (UID 4 FLAGS ())", "n OK FETCH completed")
-	b.cmd("o NOOP", "* 2 EXISTS", "* 1 EXPUNGE", "o OK NOOP completed")
+	a.cmd("n UID FETCH 1:* FLAGS", `* 1 FETCH (UID 4 FLAGS (\Recent))`, "n OK FETCH completed")
+	b.cmd("o NOOP", "* 2 EXISTS", "* 0 RECENT", "* 1 EXPUNGE", "o OK NOOP completed")
 }
 
 func inboxID(t *testing.T, ts *testServer) int64 {
@@ -83,9 +85,9 @@ func TestNoExpungeDuringFetchStoreSearch(t *testing.T) {
 	b.cmd(`b1 STORE 1 +FLAGS.SILENT (\Deleted)`, "b1 OK STORE completed")
 	b.cmd("b2 EXPUNGE", "* 1 EXPUNGE", "b2 OK EXPUNGE completed")
 
-	a.cmd("a1 FETCH 2:3 UID", "* 2 FETCH (UID 2)", "* 3 FETCH (UID 3)", `* 1 FETCH (UID 1 FLAGS (\Deleted))`, "a1 OK FETCH completed")
+	a.cmd("a1 FETCH 2:3 UID", "* 2 FETCH (UID 2)", "* 3 FETCH (UID 3)", `* 1 FETCH (UID 1 FLAGS (\Deleted \Recent))`, "a1 OK FETCH completed")
 	a.cmd("a2 FETCH 1 UID", "a2 NO [EXPUNGEISSUED] Some messages were expunged meanwhile")
-	a.cmd(`a3 STORE 3 +FLAGS (\Flagged)`, `* 3 FETCH (FLAGS (\Flagged))`, "a3 OK STORE completed")
+	a.cmd(`a3 STORE 3 +FLAGS (\Flagged)`, `* 3 FETCH (FLAGS (\Flagged \Recent))`, "a3 OK STORE completed")
 	a.cmd("a4 SEARCH FLAGGED", "* SEARCH 3", "a4 OK SEARCH completed")
 	a.cmd("a5 NOOP", "* 1 EXPUNGE", "a5 OK NOOP completed")
 	a.cmd("a6 FETCH 1:* UID", "* 1 FETCH (UID 2)", "* 2 FETCH (UID 3)", "a6 OK FETCH completed")
@@ -111,7 +113,7 @@ func TestOwnChangesNotRepeated(t *testing.T) {
 	ts.deliver(sampleMsg)
 	a := ts.login(false)
 	selectInbox(a, 1)
-	a.cmd(`a STORE 1 +FLAGS (\Seen)`, `* 1 FETCH (FLAGS (\Seen))`, "a OK STORE completed")
+	a.cmd(`a STORE 1 +FLAGS (\Seen)`, `* 1 FETCH (FLAGS (\Seen \Recent))`, "a OK STORE completed")
 	a.cmd("b NOOP", "b OK NOOP completed")
 	a.cmd("c IDLE", "+ idling")
 	a.expectNothing(200 * time.Millisecond)

@@ -387,6 +387,17 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 			return err
 		}
 	}
+	var recent int64
+	if slices.Contains(items, "RECENT") {
+		// Those no session has claimed yet, and this session's own.
+		var err error
+		if recent, err = s.srv.st.CountRecent(context.Background(), s.account.ID, mb.ID); err != nil {
+			return err
+		}
+		if s.sel != nil && s.sel.id == mb.ID {
+			recent += int64(s.sel.recentCount())
+		}
+	}
 	w := s.w
 	w.WriteString("* STATUS ")
 	w.mailbox(mb.Name)
@@ -410,7 +421,7 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 		case "SIZE":
 			w.num(mb.Size)
 		case "RECENT":
-			w.num(0)
+			w.num(recent)
 		case "HIGHESTMODSEQ":
 			w.num(mb.HighestModSeq)
 		}

@@ -152,7 +152,7 @@ func TestStatusItems(t *testing.T) {
 	c.cmd(`b STORE 1 +FLAGS.SILENT (\Seen \Deleted)`, "b OK STORE completed")
 	size := int64(2 * len(sampleMsg))
 	c.cmd("c STATUS INBOX (MESSAGES UNSEEN DELETED SIZE RECENT)",
-		`* STATUS "INBOX" (MESSAGES 2 UNSEEN 1 DELETED 1 SIZE `+itoa(int(size))+` RECENT 0)`, "c OK STATUS completed")
+		`* STATUS "INBOX" (MESSAGES 2 UNSEEN 1 DELETED 1 SIZE `+itoa(int(size))+` RECENT 2)`, "c OK STATUS completed")
 	c.cmd("d STATUS Nope (MESSAGES)", "d NO [NONEXISTENT] No such mailbox")
 }
 

@@ -25,7 +25,7 @@ func TestNotifySelectedAndSubtree(t *testing.T) {
 
 	// A delivery to INBOX: EXISTS and the FETCH, with no command running.
 	ts.deliver(sampleMsg)
-	c.expectWithin(2*time.Second, "* 2 EXISTS")
+	c.expectWithin(2*time.Second, "* 2 EXISTS", "* 2 RECENT")
 	c.expectWithin(2*time.Second, "* 2 FETCH (UID 2 BODY[HEADER.FIELDS (from to subject)] {70}\r\n"+
 		"From: Bob <bob@example.net>\r\nTo: alice@example.org\r\nSubject: Hello\r\n\r\n)")
 
@@ -51,7 +51,7 @@ func TestNotifySelectedAndSubtree(t *testing.T) {
 	c.cmd("b NOTIFY NONE", "b OK NOTIFY completed")
 	ts.deliver(sampleMsg)
 	c.expectNothing(200 * time.Millisecond)
-	c.cmd("d NOOP", "* 2 EXISTS", "d OK NOOP completed")
+	c.cmd("d NOOP", "* 2 EXISTS", "* 2 RECENT", "d OK NOOP completed")
 }
 
 // RFC 5465 §5.4: MailboxName events are LIST responses; with

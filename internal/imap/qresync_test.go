@@ -99,15 +99,15 @@ func TestQresyncFetchVanishedAndExpunge(t *testing.T) {
 	selectInbox(c, 8)
 	c.cmd(`a UID STORE 1,3 +FLAGS.SILENT (\Deleted)`, "* 1 FETCH (UID 1 MODSEQ (10))", "* 3 FETCH (UID 3 MODSEQ (11))", "a OK STORE completed")
 	c.cmd("A202 EXPUNGE", "* VANISHED 1,3", "A202 OK [HIGHESTMODSEQ 12] EXPUNGE completed")
-	c.cmd(`b UID STORE 4 +FLAGS (\Seen)`, `* 2 FETCH (UID 4 FLAGS (\Seen) MODSEQ (13))`, "b OK STORE completed")
+	c.cmd(`b UID STORE 4 +FLAGS (\Seen)`, `* 2 FETCH (UID 4 FLAGS (\Seen \Recent) MODSEQ (13))`, "b OK STORE completed")
 	c.cmd(`c UID STORE 6 +FLAGS.SILENT (\Deleted $MDNSent)`, "* 4 FETCH (UID 6 MODSEQ (14))", "c OK STORE completed")
 	c.cmd("A03 UID FETCH 2:6 (FLAGS) (CHANGEDSINCE 9 VANISHED)",
 		"* VANISHED (EARLIER) 3",
-		`* 2 FETCH (UID 4 MODSEQ (13) FLAGS (\Seen))`,
-		`* 4 FETCH (UID 6 MODSEQ (14) FLAGS (\Deleted $MDNSent))`,
+		`* 2 FETCH (UID 4 MODSEQ (13) FLAGS (\Seen \Recent))`,
+		`* 4 FETCH (UID 6 MODSEQ (14) FLAGS (\Deleted $MDNSent \Recent))`,
 		"A03 OK FETCH completed")
 	// Once QRESYNC is on, every UID FETCH response carries MODSEQ.
-	c.cmd("d UID FETCH 2 FLAGS", "* 1 FETCH (UID 2 MODSEQ (3) FLAGS ())", "d OK FETCH completed")
+	c.cmd("d UID FETCH 2 FLAGS", `* 1 FETCH (UID 2 MODSEQ (3) FLAGS (\Recent))`, "d OK FETCH completed")
 	c.cmd("e UID FETCH 2 FLAGS (VANISHED)", "e BAD VANISHED needs CHANGEDSINCE")
 	c.cmd("f FETCH 2 FLAGS (CHANGEDSINCE 1 VANISHED)", "f BAD VANISHED needs UID FETCH and QRESYNC enabled")
 
@@ -117,7 +117,7 @@ func TestQresyncFetchVanishedAndExpunge(t *testing.T) {
 	selectInbox(o, 6)
 	c.cmd("i IDLE", "+ idling")
 	o.cmd(`o1 UID STORE 5 +FLAGS.SILENT (\Deleted)`, "o1 OK STORE completed")
-	c.expectWithin(time.Second, `* 3 FETCH (UID 5 FLAGS (\Deleted) MODSEQ (15))`)
+	c.expectWithin(time.Second, `* 3 FETCH (UID 5 FLAGS (\Deleted \Recent) MODSEQ (15))`)
 	o.cmd("o2 UID EXPUNGE 5", "* 3 EXPUNGE", "o2 OK EXPUNGE completed")
 	c.expectWithin(time.Second, "* VANISHED 5")
 	c.cmd("DONE", "i OK IDLE completed")

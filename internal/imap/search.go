@@ -22,7 +22,7 @@ const maxSearchDepth = 50
 
 // searchKey is one node of a search program.
 type searchKey struct {
-	op    string // ALL, NONE, FLAG, NOFLAG, SEQ, UID, LARGER, SMALLER, BEFORE, ON, SINCE, SENTBEFORE, SENTON, SENTSINCE, HEADER, BODY, TEXT, NOT, OR, AND
+	op    string // ALL, NONE, RECENT, FLAG, NOFLAG, SEQ, UID, LARGER, SMALLER, BEFORE, ON, SINCE, SENTBEFORE, SENTON, SENTSINCE, HEADER, BODY, TEXT, NOT, OR, AND
 	flag  string
 	field string // HEADER: the field name
 	text  string
@@ -247,11 +247,14 @@ func (s *session) searchKey(depth int) (*searchKey, error) {
 		return &searchKey{op: op, date: d}, err
 	}
 	switch word {
-	case "ALL", "OLD", "UNRECENT":
+	case "ALL":
 		return &searchKey{op: "ALL"}, nil
-	case "NEW", "RECENT":
-		// Loft does not track \Recent: no message is recent.
-		return &searchKey{op: "NONE"}, nil
+	case "RECENT":
+		return &searchKey{op: "RECENT"}, nil
+	case "OLD", "UNRECENT":
+		return &searchKey{op: "NOT", kids: []*searchKey{{op: "RECENT"}}}, nil
+	case "NEW": // RFC 3501 §6.4.4: RECENT UNSEEN
+		return &searchKey{op: "AND", kids: []*searchKey{{op: "RECENT"}, {op: "NOFLAG", flag: `\Seen`}}}, nil
 	case "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "SEEN":
 		return &searchKey{op: "FLAG", flag: `\` + word}, nil
 	case "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN":
@@ -369,6 +372,8 @@ func (mc *matchCtx) match(k *searchKey) (bool, error) {
 	case "NOT":
 		ok, err := mc.match(k.kids[0])
 		return !ok, err
+	case "RECENT":
+		return mc.s.sel.isRecent(m.UID), nil
 	case "FLAG":
 		return m.HasFlag(k.flag), nil
 	case "NOFLAG":

@@ -28,6 +28,11 @@ type selection struct {
 	// and is copied before the first change in place: ownUIDs.
 	uids    []uint32
 	ownUIDs bool
+	// recent are the UIDs that are \Recent in this session (RFC 3501
+	// §2.3.2): it claimed them from the store, at SELECT or when it
+	// announced them. Ascending; expunged ones may linger; never changed
+	// in place (it may share uids' array).
+	recent []uint32
 	// uidNext is the UIDNEXT the client was told, raised as new messages
 	// are announced: "*" in a UID set the client sends is below it.
 	uidNext uint32
@@ -43,6 +48,23 @@ func (sel *selection) seqOf(uid uint32) int {
 		return 0
 	}
 	return i + 1
+}
+
+// isRecent reports whether the message is \Recent in this session.
+func (sel *selection) isRecent(uid uint32) bool {
+	_, ok := slices.BinarySearch(sel.recent, uid)
+	return ok
+}
+
+// recentCount is the number of messages in the map that are \Recent.
+func (sel *selection) recentCount() int {
+	n := 0
+	for _, u := range sel.recent {
+		if sel.seqOf(u) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // remove drops sequence number seq.
@@ -107,6 +129,18 @@ func (s *session) cmdSelect(c *cmd) error {
 	mb, uids, stats := snap.Mailbox, snap.UIDs, &snap.Stats
 	sel := &selection{id: mb.ID, name: mb.Name, uidValidity: mb.UIDValidity, readOnly: c.name == "EXAMINE", uids: uids,
 		uidNext: mb.UIDNext, modseq: mb.HighestModSeq}
+	if n := len(uids); n > 0 {
+		// EXAMINE shows which messages are recent but must not claim
+		// them (RFC 3501 §6.3.2).
+		var after uint32
+		if sel.readOnly {
+			after = s.srv.st.RecentAfter(mb.ID)
+		} else {
+			after = s.srv.st.ClaimRecent(mb.ID, uids[n-1])
+		}
+		i := sort.Search(n, func(i int) bool { return uids[i] > after })
+		sel.recent = uids[i:n:n]
+	}
 	flags := append(slices.Clone(systemFlags), stats.Keywords...)
 	w := s.w
 	w.WriteString("* FLAGS ")
@@ -121,8 +155,8 @@ func (s *session) cmdSelect(c *cmd) error {
 	}
 	fmt.Fprintf(w, "* %d EXISTS\r\n", len(uids))
 	if !s.rev2 {
-		// Loft does not track \Recent (RFC 9051 dropped it): none is recent.
-		w.WriteString("* 0 RECENT\r\n")
+		// RFC 9051 dropped \Recent: only IMAP4rev1 sessions hear of it.
+		fmt.Fprintf(w, "* %d RECENT\r\n", len(sel.recent))
 		if stats.FirstUnseen != 0 {
 			fmt.Fprintf(w, "* OK [UNSEEN %d] First unseen message\r\n", sel.seqOf(stats.FirstUnseen))
 		}
@@ -152,6 +186,36 @@ func (s *session) cmdSelect(c *cmd) error {
 		c.ok = "[READ-WRITE] SELECT completed"
 	}
 	return nil
+}
+
+// announceNew adds a new message, just learned from the feed, to the
+// map; the session claims it as \Recent unless another session was told
+// of it first (RFC 3501 §2.3.2) or the mailbox is read-only.
+func (s *session) announceNew(uid uint32) {
+	sel := s.sel
+	sel.uids = append(sel.uids, uid)
+	sel.uidNext = max(sel.uidNext, uid+1)
+	if !sel.readOnly && s.srv.st.ClaimRecent(sel.id, uid) < uid {
+		sel.recent = append(sel.recent, uid)
+	}
+}
+
+// writeExists writes EXISTS and, to an IMAP4rev1 session, RECENT: "if
+// the size of the mailbox changes" (RFC 3501 §7.3.2).
+func (s *session) writeExists() {
+	fmt.Fprintf(s.w, "* %d EXISTS\r\n", len(s.sel.uids))
+	if !s.rev2 {
+		fmt.Fprintf(s.w, "* %d RECENT\r\n", s.sel.recentCount())
+	}
+}
+
+// writeMessageFlags writes a message's flags, with \Recent for an
+// IMAP4rev1 session in which it is recent.
+func (s *session) writeMessageFlags(uid uint32, flags []string) {
+	if !s.rev2 && s.sel != nil && s.sel.isRecent(uid) {
+		flags = append(slices.Clip(flags), `\Recent`)
+	}
+	s.writeFlags(flags)
 }
 
 func (s *session) cmdClose(c *cmd) error {

@@ -15,7 +15,7 @@ func TestSelectRev1(t *testing.T) {
 		`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft)`,
 		`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted`,
 		`* 2 EXISTS`,
-		`* 0 RECENT`,
+		`* 2 RECENT`,
 		`* OK [UNSEEN 1] First unseen message`,
 		`re:^\* OK \[UIDVALIDITY \d+\] UIDs valid$`,
 		`* OK [UIDNEXT 3] Predicted next UID`,

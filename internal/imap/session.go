@@ -481,7 +481,7 @@ func (s *session) announce(allowExpunge bool) {
 	exists := false
 	writeExists := func() {
 		if exists {
-			fmt.Fprintf(s.w, "* %d EXISTS\r\n", len(sel.uids))
+			s.writeExists()
 			exists = false
 		}
 	}
@@ -512,8 +512,7 @@ func (s *session) announce(allowExpunge bool) {
 		switch c.Kind {
 		case store.ChangeNew:
 			if n := len(sel.uids); n == 0 || c.UID > sel.uids[n-1] {
-				sel.uids = append(sel.uids, c.UID)
-				sel.uidNext = max(sel.uidNext, c.UID+1)
+				s.announceNew(c.UID)
 				exists = true
 				if s.notify.wantsNewFetch() {
 					writeExists()
@@ -524,7 +523,7 @@ func (s *session) announce(allowExpunge bool) {
 			if seq := sel.seqOf(c.UID); seq > 0 {
 				writeExists()
 				fmt.Fprintf(s.w, "* %d FETCH (UID %d FLAGS ", seq, c.UID)
-				s.writeFlags(c.Flags)
+				s.writeMessageFlags(c.UID, c.Flags)
 				if s.condstore {
 					fmt.Fprintf(s.w, " MODSEQ (%d)", c.ModSeq)
 				}

@@ -132,7 +132,7 @@ func (s *session) cmdStore(c *cmd) error {
 		}
 		if !silent {
 			s.w.WriteString(sep + "FLAGS ")
-			s.writeFlags(m.Flags)
+			s.writeMessageFlags(m.UID, m.Flags)
 			sep = " "
 		}
 		if s.condstore {

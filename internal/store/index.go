@@ -79,9 +79,12 @@ type index struct {
 	mu      sync.Mutex
 	entries map[int64]*indexEntry // by mailbox id
 	total   int                   // messages in all loaded entries
+	recent  map[int64]recentMark  // by mailbox id: \Recent watermarks (recent.go)
 }
 
-func newIndex() *index { return &index{entries: make(map[int64]*indexEntry)} }
+func newIndex() *index {
+	return &index{entries: make(map[int64]*indexEntry), recent: make(map[int64]recentMark)}
+}
 
 // indexEntry returns the loaded index of a mailbox, loading it if needed.
 // dbModSeq is the mailbox's modseq as just read from the database: an entry
@@ -286,6 +289,12 @@ func (ix *index) applyChanges(changes []Change) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	for _, c := range changes {
+		switch c.Kind {
+		case ChangeNew:
+			ix.noteNew(c.MailboxID, c.UID)
+		case ChangeMailboxDelete:
+			delete(ix.recent, c.MailboxID)
+		}
 		switch c.Kind {
 		case ChangeMailboxRename, ChangeMailboxDelete, ChangeAccountDelete:
 			// Rare, and they can move messages between mailboxes: reload.
