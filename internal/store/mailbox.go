@@ -69,6 +69,22 @@ func (s *Store) Mailbox(ctx context.Context, accountID int64, name string) (*Mai
 	return m, nil
 }
 
+// MailboxState returns an account's mailbox by name without counting its
+// messages (Messages and Size are 0): a lookup by the (account, name)
+// index, for commands that only need the mailbox to exist (APPEND, COPY)
+// or its UIDs and modseq (SELECT), where Mailbox would sum a large
+// mailbox's sizes.
+func (s *Store) MailboxState(ctx context.Context, accountID int64, name string) (*Mailbox, error) {
+	name = CanonicalName(name)
+	m, err := scanMailbox(s.db.QueryRowContext(ctx, `SELECT b.id, b.account_id, b.name, b.uidvalidity, b.uidnext,
+		b.highestmodseq, b.special_use, b.subscribed, 0, 0 FROM mailboxes b WHERE b.account_id = ? AND b.name = ?`,
+		accountID, name))
+	if err != nil {
+		return nil, fmt.Errorf("store: mailbox %q: %w", name, noRows(err, ErrNoMailbox))
+	}
+	return m, nil
+}
+
 // Mailboxes lists an account's mailboxes by name.
 func (s *Store) Mailboxes(ctx context.Context, accountID int64) ([]*Mailbox, error) {
 	rows, err := s.db.QueryContext(ctx,

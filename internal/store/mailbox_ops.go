@@ -507,11 +507,9 @@ func (s *Store) Select(ctx context.Context, accountID int64, name string) (*Sele
 // under its read lock, so that it can read more of the same snapshot.
 func (s *Store) selectMailbox(ctx context.Context, accountID int64, name string, also func(e *indexEntry)) (*Selection, error) {
 	name = CanonicalName(name)
-	mb, err := scanMailbox(s.db.QueryRowContext(ctx, `SELECT b.id, b.account_id, b.name, b.uidvalidity, b.uidnext,
-		b.highestmodseq, b.special_use, b.subscribed, 0, 0 FROM mailboxes b WHERE b.account_id = ? AND b.name = ?`,
-		accountID, name))
+	mb, err := s.MailboxState(ctx, accountID, name)
 	if err != nil {
-		return nil, fmt.Errorf("store: select %q: %w", name, noRows(err, ErrNoMailbox))
+		return nil, err
 	}
 	e, err := s.indexEntry(ctx, mb.ID, mb.HighestModSeq)
 	if err != nil {

@@ -173,3 +173,27 @@ func TestStatsAndRanges(t *testing.T) {
 		t.Errorf("ranges gave %v", got)
 	}
 }
+
+// MailboxState finds a mailbox as Mailbox does, without counting it.
+func TestMailboxStateSkipsCounts(t *testing.T) {
+	s := openTest(t, Unlimited)
+	ctx := context.Background()
+	a := addAccount(t, s, "a@example.org", nil)
+	deliver(t, s, "x\r\n", "a@example.org")
+	full := inbox(t, s, a)
+	mb, err := s.MailboxState(ctx, a.ID, "inbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mb.ID != full.ID || mb.Name != "INBOX" || mb.UIDNext != full.UIDNext || mb.HighestModSeq != full.HighestModSeq ||
+		mb.UIDValidity != full.UIDValidity || mb.Messages != 0 || mb.Size != 0 {
+		t.Errorf("MailboxState %+v, Mailbox %+v", *mb, *full)
+	}
+	if _, err := s.MailboxState(ctx, a.ID, "Nope"); !errors.Is(err, ErrNoMailbox) {
+		t.Errorf("missing mailbox: %v", err)
+	}
+	other := addAccount(t, s, "b@example.org", nil)
+	if _, err := s.MailboxState(ctx, other.ID, "Sent"); err != nil {
+		t.Errorf("own Sent: %v", err)
+	}
+}
