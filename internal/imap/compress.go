@@ -51,7 +51,8 @@ func (s *session) cmdCompress(c *cmd) error {
 		return err
 	}
 	z := &deflater{fw: fw}
-	s.w = &writer{Writer: bufio.NewWriterSize(z, 16384), utf8: s.w.utf8, z: z}
+	s.w.park()
+	s.w = newWriter(z, s.w.utf8, z)
 	s.compressed = true
 	return errAnswered
 }

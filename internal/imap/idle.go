@@ -22,6 +22,7 @@ func (s *session) cmdIdle(c *cmd) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
+	s.w.park()
 	done := make(chan error, 1)
 	if s.setWaiting(true) {
 		s.setWaiting(false)
@@ -44,6 +45,7 @@ func (s *session) cmdIdle(c *cmd) error {
 				<-done
 				return net.ErrClosed
 			}
+			s.w.park()
 		case err := <-done:
 			interrupted := s.setWaiting(false)
 			s.conn.SetReadDeadline(time.Time{})

@@ -208,7 +208,7 @@ func (s *session) setConn(conn net.Conn) {
 	}
 	s.p.r = br
 	utf8 := s.w != nil && s.w.utf8
-	s.w = &writer{Writer: bufio.NewWriterSize(conn, 16384), utf8: utf8}
+	s.w = newWriter(conn, utf8, nil)
 }
 
 // continuation sends a command continuation request.
@@ -264,6 +264,7 @@ func (s *session) serve() {
 			s.bye("Server shutting down")
 			return
 		}
+		s.w.park() // all flushed: an idle session holds no response buffer
 		s.conn.SetReadDeadline(time.Now().Add(s.srv.opts.IdleTimeout))
 		err := s.readCommandLine()
 		interrupted := s.setWaiting(false)

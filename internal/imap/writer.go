@@ -12,18 +12,59 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
 
-// writer buffers responses to one connection.
+// writeBufferSize is the response buffer of a connection that is busy:
+// large enough that a FETCH of many small items is written in few system
+// calls.
+const writeBufferSize = 16384
+
+// writeBuffers are the response buffers of the connections that are not
+// waiting for their client: an idle connection gives its buffer back
+// (park), so a thousand sessions in IDLE do not hold 16 MB of them.
+var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
+
+// writer buffers responses to one connection. Its buffer is taken from
+// writeBuffers when a response is written and given back by park.
 type writer struct {
-	*bufio.Writer
-	utf8 bool // IMAP4rev2 or UTF8=ACCEPT enabled: UTF-8 in quoted strings and names
+	bw   *bufio.Writer // nil while parked
+	dst  io.Writer     // the connection, or the deflate stream z
+	utf8 bool          // IMAP4rev2 or UTF8=ACCEPT enabled: UTF-8 in quoted strings and names
 	// z, with COMPRESS active (RFC 4978), is the deflate stream between
 	// the buffer and the connection.
 	z *deflater
 }
+
+func newWriter(dst io.Writer, utf8 bool, z *deflater) *writer {
+	return &writer{dst: dst, utf8: utf8, z: z}
+}
+
+// buf returns the buffer, taking one from the pool if parked.
+func (w *writer) buf() *bufio.Writer {
+	if w.bw == nil {
+		w.bw = writeBuffers.Get().(*bufio.Writer)
+		w.bw.Reset(w.dst)
+	}
+	return w.bw
+}
+
+// park gives the buffer back to the pool if nothing is buffered: the
+// session is about to wait for its client.
+func (w *writer) park() {
+	if w.bw != nil && w.bw.Buffered() == 0 {
+		w.bw.Reset(nil)
+		writeBuffers.Put(w.bw)
+		w.bw = nil
+	}
+}
+
+func (w *writer) Write(p []byte) (int, error)         { return w.buf().Write(p) }
+func (w *writer) WriteString(s string) (int, error)   { return w.buf().WriteString(s) }
+func (w *writer) WriteByte(c byte) error              { return w.buf().WriteByte(c) }
+func (w *writer) ReadFrom(r io.Reader) (int64, error) { return w.buf().ReadFrom(r) }
 
 // deflater is the deflate stream of a COMPRESS connection; it knows
 // whether anything was written since its last flush.
@@ -43,8 +84,10 @@ func (d *deflater) Write(p []byte) (int, error) {
 // with nothing written sends nothing: an empty sync block inflates to no
 // data, which some clients (isync) take for an empty response.
 func (w *writer) Flush() error {
-	if err := w.Writer.Flush(); err != nil {
-		return err
+	if w.bw != nil {
+		if err := w.bw.Flush(); err != nil {
+			return err
+		}
 	}
 	if w.z != nil && w.z.dirty {
 		w.z.dirty = false
