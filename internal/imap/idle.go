@@ -23,6 +23,7 @@ func (s *session) cmdIdle(c *cmd) error {
 		return err
 	}
 	s.w.park()
+	s.parkReader()
 	done := make(chan error, 1)
 	if s.setWaiting(true) {
 		s.setWaiting(false)
@@ -30,7 +31,7 @@ func (s *session) cmdIdle(c *cmd) error {
 		return errAnswered
 	}
 	s.conn.SetReadDeadline(time.Now().Add(s.srv.opts.IdleTimeout))
-	go func() { done <- s.p.readLine() }()
+	go func() { done <- s.readLine() }()
 	for {
 		select {
 		case <-s.sub.Ready():

@@ -367,10 +367,10 @@ func (s *session) notifyFetchNew(uid uint32) {
 // mailboxes, and the selected mailbox's with a "selected" group.
 func (s *session) readCommandLine() error {
 	if !s.notify.async() {
-		return s.p.readLine()
+		return s.readLine()
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.p.readLine() }()
+	go func() { done <- s.readLine() }()
 	for {
 		select {
 		case <-s.sub.Ready():

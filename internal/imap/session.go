@@ -7,7 +7,6 @@
 package imap
 
 import (
-	"bufio"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -152,6 +151,7 @@ type session struct {
 	srv    *Server
 	conn   net.Conn
 	p      *parser
+	in     connReader // what p reads from (reader.go)
 	w      *writer
 	log    *slog.Logger
 	remote netip.Addr
@@ -195,7 +195,6 @@ func newSession(srv *Server, conn net.Conn) *session {
 // setConn (re)builds the reader and writer, after STARTTLS too.
 func (s *session) setConn(conn net.Conn) {
 	s.conn = conn
-	br := bufio.NewReaderSize(conn, 8192)
 	if s.p == nil {
 		s.p = &parser{
 			cont:           s.continuation,
@@ -206,7 +205,7 @@ func (s *session) setConn(conn net.Conn) {
 			deadline: func(t time.Time) { s.conn.SetReadDeadline(t) },
 		}
 	}
-	s.p.r = br
+	s.useConn(conn)
 	utf8 := s.w != nil && s.w.utf8
 	s.w = newWriter(conn, utf8, nil)
 }
@@ -264,7 +263,8 @@ func (s *session) serve() {
 			s.bye("Server shutting down")
 			return
 		}
-		s.w.park() // all flushed: an idle session holds no response buffer
+		s.w.park() // all flushed: an idle session holds no buffers
+		s.parkReader()
 		s.conn.SetReadDeadline(time.Now().Add(s.srv.opts.IdleTimeout))
 		err := s.readCommandLine()
 		interrupted := s.setWaiting(false)
