@@ -88,7 +88,7 @@ func (s *Store) CreateAccountWithCredentials(ctx context.Context, address string
 
 // Account returns the account with the given address (any case).
 func (s *Store) Account(ctx context.Context, address string) (*Account, error) {
-	a, err := s.scanAccount(s.db.QueryRowContext(ctx,
+	a, err := s.scanAccount(s.queryRow(ctx,
 		`SELECT `+accountColumns+` FROM accounts WHERE address = ?`, normAddress(address)))
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNoAccount
@@ -101,7 +101,7 @@ func (s *Store) Account(ctx context.Context, address string) (*Account, error) {
 
 // AccountByID returns the account with the given id.
 func (s *Store) AccountByID(ctx context.Context, id int64) (*Account, error) {
-	a, err := s.scanAccount(s.db.QueryRowContext(ctx,
+	a, err := s.scanAccount(s.queryRow(ctx,
 		`SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNoAccount

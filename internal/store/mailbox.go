@@ -58,7 +58,7 @@ func scanMailbox(row interface{ Scan(...any) error }) (*Mailbox, error) {
 // Mailbox returns an account's mailbox by name.
 func (s *Store) Mailbox(ctx context.Context, accountID int64, name string) (*Mailbox, error) {
 	name = CanonicalName(name)
-	m, err := scanMailbox(s.db.QueryRowContext(ctx,
+	m, err := scanMailbox(s.queryRow(ctx,
 		`SELECT `+mailboxColumns+` FROM mailboxes b WHERE b.account_id = ? AND b.name = ?`, accountID, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNoMailbox
@@ -76,7 +76,7 @@ func (s *Store) Mailbox(ctx context.Context, accountID int64, name string) (*Mai
 // mailbox's sizes.
 func (s *Store) MailboxState(ctx context.Context, accountID int64, name string) (*Mailbox, error) {
 	name = CanonicalName(name)
-	m, err := scanMailbox(s.db.QueryRowContext(ctx, `SELECT b.id, b.account_id, b.name, b.uidvalidity, b.uidnext,
+	m, err := scanMailbox(s.queryRow(ctx, `SELECT b.id, b.account_id, b.name, b.uidvalidity, b.uidnext,
 		b.highestmodseq, b.special_use, b.subscribed, 0, 0 FROM mailboxes b WHERE b.account_id = ? AND b.name = ?`,
 		accountID, name))
 	if err != nil {

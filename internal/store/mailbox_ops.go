@@ -455,7 +455,7 @@ type UIDRange struct{ First, Last uint32 }
 // index, not the database.
 func (s *Store) MessagesInRanges(ctx context.Context, accountID, mailboxID int64, ranges []UIDRange) ([]MessageInfo, error) {
 	var modseq int64
-	err := s.db.QueryRowContext(ctx, `SELECT highestmodseq FROM mailboxes WHERE id = ? AND account_id = ?`,
+	err := s.queryRow(ctx, `SELECT highestmodseq FROM mailboxes WHERE id = ? AND account_id = ?`,
 		mailboxID, accountID).Scan(&modseq)
 	if err != nil {
 		return nil, fmt.Errorf("store: list messages: %w", noRows(err, ErrNoMailbox))

@@ -126,7 +126,7 @@ func (s *Store) Structure(ctx context.Context, blobID string) (*message.Message,
 		return m, nil
 	}
 	var raw []byte
-	err := s.db.QueryRowContext(ctx, `SELECT structure FROM bodies WHERE blob = ?`, blobID).Scan(&raw)
+	err := s.queryRow(ctx, `SELECT structure FROM bodies WHERE blob = ?`, blobID).Scan(&raw)
 	if err != nil {
 		return nil, fmt.Errorf("store: structure of %s: %w", blobID, noRows(err, ErrNoMessage))
 	}

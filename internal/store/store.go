@@ -80,6 +80,7 @@ type Store struct {
 	sorts        *sortCache    // SORT and THREAD keys (sortcache.go)
 	texts        *textCoverage // what the text index covers, per mailbox (textcache.go)
 	structs      *structCache  // decoded structures of bodies (structcache.go)
+	reads        readStmts     // prepared reads (reads.go)
 	text         textIndexer   // fills the full-text index after deliveries (fts.go)
 	observe      func(time.Duration)
 }
@@ -179,6 +180,7 @@ func (s *Store) Close() error {
 	s.text.stop()
 	s.writer.stop()
 	s.blobs.Close()
+	s.reads.close()
 	err := s.wdb.Close()
 	if err2 := s.db.Close(); err == nil {
 		err = err2
