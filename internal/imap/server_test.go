@@ -149,7 +149,10 @@ func (c *client) readResponse(timeout time.Duration) (string, error) {
 		}
 		line = strings.TrimSuffix(line, "\r\n")
 		b.WriteString(line)
-		m := literalAtEnd.FindStringSubmatch(line)
+		var m []string
+		if strings.HasSuffix(line, "}") { // the regexp is slow on long lines
+			m = literalAtEnd.FindStringSubmatch(line)
+		}
 		if m == nil || strings.HasPrefix(line, "+ ") {
 			return b.String(), nil
 		}
