@@ -113,16 +113,23 @@ func (w *writer) canQuote(s string) bool {
 	return !w.utf8 || utf8.ValidString(s)
 }
 
-// quoted writes s as a quoted string.
+// quoted writes s as a quoted string: runs without a quote or backslash
+// at once, as ENVELOPE and BODYSTRUCTURE are mostly such strings.
 func (w *writer) quoted(s string) {
-	w.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '"' || s[i] == '\\' {
-			w.WriteByte('\\')
+	b := w.buf()
+	b.WriteByte('"')
+	for {
+		i := strings.IndexAny(s, `"\\`)
+		if i < 0 {
+			break
 		}
-		w.WriteByte(s[i])
+		b.WriteString(s[:i])
+		b.WriteByte('\\')
+		b.WriteByte(s[i])
+		s = s[i+1:]
 	}
-	w.WriteByte('"')
+	b.WriteString(s)
+	b.WriteByte('"')
 }
 
 // str writes s as a quoted string, or as a literal when it cannot be quoted.

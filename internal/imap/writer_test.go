@@ -36,3 +36,22 @@ func TestWriterParksItsBufferWhenIdle(t *testing.T) {
 		t.Errorf("sent %q", got)
 	}
 }
+
+func TestWriterQuotedEscapes(t *testing.T) {
+	for in, want := range map[string]string{
+		``:              `""`,
+		`plain`:         `"plain"`,
+		`say "hi"`:      `"say \"hi\""`,
+		`C:\dir\`:       `"C:\\dir\\"`,
+		`"\`:            `"\"\\"`,
+		"ünïcode \"x\"": "\"ünïcode \\\"x\\\"\"",
+	} {
+		var out bytes.Buffer
+		w := newWriter(&out, true, nil)
+		w.quoted(in)
+		w.Flush()
+		if out.String() != want {
+			t.Errorf("quoted(%q) = %s, want %s", in, out.String(), want)
+		}
+	}
+}
