@@ -48,6 +48,89 @@ type Text struct {
 
 // ExtractText reads the text of the message m parsed from r.
 func ExtractText(r io.ReaderAt, m *Message) (*Text, error) {
+	t, err := headerText(r, m)
+	if err != nil {
+		return nil, err
+	}
+	root := &m.Part
+	x := textWalk{r: r, budget: MaxText}
+	x.walk(root)
+	for _, n := range x.names {
+		x.body.WriteString(strings.ToLower(n))
+		x.body.WriteByte('\n')
+	}
+	t.Body = x.body.String()
+	switch {
+	case x.plain != "":
+		t.Preview = preview(x.plain, true)
+	case x.html != "":
+		t.Preview = preview(x.html, false)
+	}
+	return t, nil
+}
+
+// ExtractPreview is ExtractText without the text searches match against
+// (Header and Body are empty): the preview and the message ids, what a
+// delivery stores at once, while the text is indexed later, if ever. It
+// decodes only the part the preview comes from, the same one ExtractText
+// would take it from.
+func ExtractPreview(r io.ReaderAt, m *Message) (*Text, error) {
+	t, err := headerText(r, m)
+	if err != nil {
+		return nil, err
+	}
+	t.Header = ""
+	// The walk of ExtractText, its budget included, without decoding: the
+	// preview comes from the first inline text/plain part with any text,
+	// else from the first such text/html part.
+	type candidate struct {
+		p *Part
+		n int64
+	}
+	var plain, html []candidate
+	budget := int64(MaxText)
+	var find func(p *Part)
+	find = func(p *Part) {
+		if isMessage(p) && len(p.Parts) == 1 && budget > 0 {
+			c := p.Parts[0] // the attached message's header, text for ExtractText
+			budget -= min(c.BodyOffset-c.HeaderOffset, budget)
+		}
+		if len(p.Parts) > 0 {
+			for _, c := range p.Parts {
+				find(c)
+			}
+			return
+		}
+		if p.MediaType != "text" || budget <= 0 {
+			return
+		}
+		n := min(p.EndOffset-p.BodyOffset, budget)
+		budget -= n
+		if p.Disposition == "attachment" {
+			return
+		}
+		switch p.MediaSubtype {
+		case "plain":
+			plain = append(plain, candidate{p, n})
+		case "html":
+			html = append(html, candidate{p, n})
+		}
+	}
+	find(&m.Part)
+	for i, list := range [][]candidate{plain, html} {
+		for _, c := range list {
+			if text := decodeText(r, c.p, c.n); text != "" {
+				t.Preview = preview(text[:min(len(text), previewInput)], i == 0)
+				return t, nil
+			}
+		}
+	}
+	return t, nil
+}
+
+// headerText reads the top-level header of m: its decoded lines and the
+// message ids.
+func headerText(r io.ReaderAt, m *Message) (*Text, error) {
 	root := &m.Part
 	hdr := make([]byte, min(root.BodyOffset-root.HeaderOffset, MaxText))
 	if _, err := r.ReadAt(hdr, root.HeaderOffset); err != nil && err != io.EOF {
@@ -64,20 +147,6 @@ func ExtractText(r io.ReaderAt, m *Message) (*Text, error) {
 		if ids := MsgIDs(fields["in-reply-to"]); len(ids) > 0 {
 			t.References = ids[:1]
 		}
-	}
-
-	x := textWalk{r: r, budget: MaxText}
-	x.walk(root)
-	for _, n := range x.names {
-		x.body.WriteString(strings.ToLower(n))
-		x.body.WriteByte('\n')
-	}
-	t.Body = x.body.String()
-	switch {
-	case x.plain != "":
-		t.Preview = preview(x.plain, true)
-	case x.html != "":
-		t.Preview = preview(x.html, false)
 	}
 	return t, nil
 }
@@ -120,7 +189,24 @@ func (x *textWalk) walk(p *Part) {
 	}
 	n := min(p.EndOffset-p.BodyOffset, x.budget)
 	x.budget -= n
-	var dec io.Reader = io.NewSectionReader(x.r, p.BodyOffset, n)
+	text := decodeText(x.r, p, n)
+	x.body.WriteString(strings.ToLower(text))
+	x.body.WriteByte('\n')
+	if p.Disposition != "attachment" {
+		start := text[:min(len(text), previewInput)]
+		switch {
+		case p.MediaSubtype == "plain" && x.plain == "":
+			x.plain = start
+		case p.MediaSubtype == "html" && x.html == "":
+			x.html = start
+		}
+	}
+}
+
+// decodeText returns the text of the first n octets of the text part p's
+// body: decoded to UTF-8 and, for HTML, without the markup.
+func decodeText(r io.ReaderAt, p *Part, n int64) string {
+	var dec io.Reader = io.NewSectionReader(r, p.BodyOffset, n)
 	switch p.Encoding {
 	case "base64":
 		dec = base64.NewDecoder(base64.StdEncoding, &base64Cleaner{r: dec})
@@ -141,17 +227,7 @@ func (x *textWalk) walk(p *Part) {
 		// a fraction of the size to index.
 		text = stripHTML(text)
 	}
-	x.body.WriteString(strings.ToLower(text))
-	x.body.WriteByte('\n')
-	if p.Disposition != "attachment" {
-		start := text[:min(len(text), previewInput)]
-		switch {
-		case p.MediaSubtype == "plain" && x.plain == "":
-			x.plain = start
-		case p.MediaSubtype == "html" && x.html == "":
-			x.html = start
-		}
-	}
+	return text
 }
 
 // fileName returns the decoded file name of a part, "" if it has none.
