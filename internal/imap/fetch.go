@@ -461,7 +461,9 @@ func (s *session) fetchMessage(seq int, m *store.MessageInfo, items []fetchItem,
 		}
 	}
 	w := s.w
-	fmt.Fprintf(w, "* %d FETCH (", seq)
+	w.WriteString("* ")
+	w.num(int64(seq))
+	w.WriteString(" FETCH (")
 	for i := range items {
 		it := &items[i]
 		if i > 0 {
@@ -469,16 +471,20 @@ func (s *session) fetchMessage(seq int, m *store.MessageInfo, items []fetchItem,
 		}
 		switch it.kind {
 		case fetchUID:
-			fmt.Fprintf(w, "UID %d", m.UID)
+			w.WriteString("UID ")
+			w.num(int64(m.UID))
 		case fetchFlags:
 			w.WriteString("FLAGS ")
 			s.writeMessageFlags(m.UID, m.Flags)
 		case fetchInternalDate:
 			w.WriteString(`INTERNALDATE "` + m.InternalDate.Format("_2-Jan-2006 15:04:05 -0700") + `"`)
 		case fetchSize:
-			fmt.Fprintf(w, "RFC822.SIZE %d", m.Size)
+			w.WriteString("RFC822.SIZE ")
+			w.num(m.Size)
 		case fetchModSeq:
-			fmt.Fprintf(w, "MODSEQ (%d)", m.ModSeq)
+			w.WriteString("MODSEQ (")
+			w.num(m.ModSeq)
+			w.WriteByte(')')
 		case fetchSaveDate:
 			s.writeSaveDate(m.UID)
 		case fetchEnvelope:

@@ -157,3 +157,23 @@ func BenchmarkFetchEnvelope(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFetchFlagsAll is UID FETCH 1:* (FLAGS) of a mailbox of
+// LOFT_BENCH_SELECT messages (default 20,000).
+func BenchmarkFetchFlagsAll(b *testing.B) {
+	n, _ := strconv.Atoi(os.Getenv("LOFT_BENCH_SELECT"))
+	if n <= 0 {
+		n = 20000
+	}
+	ts := newTestServer(b)
+	fillInbox(b, ts, n, sampleMsg)
+	c := ts.login(false)
+	c.run("s SELECT INBOX")
+	reportCPU(b)
+	for range b.N {
+		out := c.run("f UID FETCH 1:* (FLAGS)")
+		if l := out[len(out)-1]; !strings.HasPrefix(l, "f OK") {
+			b.Fatal(l)
+		}
+	}
+}

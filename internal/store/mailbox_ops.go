@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sort"
 	"strings"
 )
 
@@ -468,7 +469,11 @@ func (s *Store) MessagesInRanges(ctx context.Context, accountID, mailboxID int64
 	slices.SortFunc(ranges, func(a, b UIDRange) int { return cmp.Compare(a.First, b.First) })
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	var out []MessageInfo
+	// The spans of e.msgs the ranges cover, first, so that the result is
+	// allocated once (FETCH 1:* of a large mailbox lists every message).
+	type span struct{ i, j int }
+	var spans []span
+	n := 0
 	next := uint32(0) // lowest UID not yet listed, so overlapping ranges list a message once
 	for _, r := range ranges {
 		first := max(r.First, next)
@@ -476,13 +481,19 @@ func (s *Store) MessagesInRanges(ctx context.Context, accountID, mailboxID int64
 			continue
 		}
 		i, _ := e.find(first)
-		for ; i < len(e.msgs) && e.msgs[i].uid <= r.Last; i++ {
-			out = append(out, e.msgs[i].info())
-		}
+		j := i + sort.Search(len(e.msgs)-i, func(k int) bool { return e.msgs[i+k].uid > r.Last })
+		spans = append(spans, span{i, j})
+		n += j - i
 		if r.Last == math.MaxUint32 {
 			break
 		}
 		next = max(next, r.Last+1)
+	}
+	out := make([]MessageInfo, 0, n)
+	for _, sp := range spans {
+		for k := sp.i; k < sp.j; k++ {
+			out = append(out, e.msgs[k].info())
+		}
 	}
 	return out, nil
 }

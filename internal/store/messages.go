@@ -54,6 +54,9 @@ next:
 }
 
 func decodeFlags(bits int64, keywords string) []string {
+	if bits == 0 && keywords == "" {
+		return nil // no allocation for the many messages without flags
+	}
 	out := make([]string, 0, 4)
 	for _, sf := range flagBits {
 		if bits&sf.bit != 0 {
