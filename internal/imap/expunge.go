@@ -46,30 +46,33 @@ func (s *session) cmdExpunge(c *cmd) error {
 // of set (UIDs), and returns the UIDs removed. It does not announce them.
 func (s *session) expungeDeleted(set *numSet) ([]uint32, error) {
 	sel := s.sel
-	var seqs []int
+	var only []uint32 // with a set: its UIDs, ascending
 	if set != nil {
-		var err error
-		if seqs, err = s.resolve(*set, true); err != nil {
+		seqs, err := s.resolve(*set, true)
+		if err != nil {
 			return nil, err
 		}
-	} else {
-		seqs = make([]int, len(sel.uids))
-		for i := range seqs {
-			seqs[i] = i + 1
+		if len(seqs) == 0 {
+			return nil, nil
 		}
+		only = sel.uidsOf(seqs)
 	}
-	if len(seqs) == 0 {
-		return nil, nil
-	}
-	infos, err := s.messages(seqs)
+	deleted, err := s.srv.st.DeletedUIDs(context.Background(), s.account.ID, sel.id)
 	if err != nil {
-		return nil, err
+		return nil, storeError(err)
 	}
+	// Only messages in this session's map: one that arrived meanwhile and
+	// is not announced yet has no number to report its expunge with; it
+	// waits for a later EXPUNGE.
 	var del []uint32
-	for _, m := range infos {
-		if m != nil && m.HasFlag(`\Deleted`) {
-			del = append(del, m.UID)
+	for _, u := range deleted {
+		if sel.seqOf(u) == 0 {
+			continue
 		}
+		if _, ok := slices.BinarySearch(only, u); set != nil && !ok {
+			continue
+		}
+		del = append(del, u)
 	}
 	if len(del) == 0 {
 		return nil, nil

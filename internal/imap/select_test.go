@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"loft/internal/store"
 )
 
 func TestSelectRev1(t *testing.T) {
@@ -112,4 +114,21 @@ func TestExpungeInOneSessionKeepsOthersNumbers(t *testing.T) {
 	b.cmd("b2 FETCH 2:3 (UID)", "* 2 FETCH (UID 2)", "* 3 FETCH (UID 3)", "b2 OK FETCH completed")
 	b.cmd("b3 NOOP", "* 1 EXPUNGE", "b3 OK NOOP completed")
 	b.cmd("b4 FETCH 1:* (UID)", "* 1 FETCH (UID 2)", "* 2 FETCH (UID 3)", "b4 OK FETCH completed")
+}
+
+// EXPUNGE removes the \Deleted messages the session knows of; one that
+// arrived meanwhile, not yet announced, stays for a later EXPUNGE.
+func TestExpungeSkipsUnannouncedMessages(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(sampleMsg)
+	c := ts.login(false)
+	selectInbox(c, 1)
+	c.cmd(`a STORE 1 +FLAGS.SILENT (\Deleted)`, "a OK STORE completed")
+	ts.deliver(sampleMsg)
+	if _, err := ts.st.StoreFlags(context.Background(), ts.acct.ID, inboxID(t, ts), []uint32{2}, store.FlagsAdd, []string{`\Deleted`}); err != nil {
+		t.Fatal(err)
+	}
+	c.cmd("b EXPUNGE", "* 1 EXPUNGE", "* 1 EXISTS", "* 1 RECENT", `* 1 FETCH (UID 2 FLAGS (\Deleted \Recent))`, "b OK EXPUNGE completed")
+	c.cmd("c EXPUNGE", "* 1 EXPUNGE", "c OK EXPUNGE completed")
+	c.cmd("d EXPUNGE", "d OK EXPUNGE completed")
 }

@@ -455,15 +455,9 @@ type UIDRange struct{ First, Last uint32 }
 // given ranges, in UID order, each message once. It reads the mailbox
 // index, not the database.
 func (s *Store) MessagesInRanges(ctx context.Context, accountID, mailboxID int64, ranges []UIDRange) ([]MessageInfo, error) {
-	var modseq int64
-	err := s.queryRow(ctx, `SELECT highestmodseq FROM mailboxes WHERE id = ? AND account_id = ?`,
-		mailboxID, accountID).Scan(&modseq)
+	e, err := s.accountEntry(ctx, accountID, mailboxID)
 	if err != nil {
-		return nil, fmt.Errorf("store: list messages: %w", noRows(err, ErrNoMailbox))
-	}
-	e, err := s.indexEntry(ctx, mailboxID, modseq)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store: list messages: %w", err)
 	}
 	ranges = slices.Clone(ranges)
 	slices.SortFunc(ranges, func(a, b UIDRange) int { return cmp.Compare(a.First, b.First) })
@@ -493,6 +487,39 @@ func (s *Store) MessagesInRanges(ctx context.Context, accountID, mailboxID int64
 	for _, sp := range spans {
 		for k := sp.i; k < sp.j; k++ {
 			out = append(out, e.msgs[k].info())
+		}
+	}
+	return out, nil
+}
+
+// accountEntry returns the current index of an account's mailbox.
+func (s *Store) accountEntry(ctx context.Context, accountID, mailboxID int64) (*indexEntry, error) {
+	var modseq int64
+	err := s.queryRow(ctx, `SELECT highestmodseq FROM mailboxes WHERE id = ? AND account_id = ?`,
+		mailboxID, accountID).Scan(&modseq)
+	if err != nil {
+		return nil, noRows(err, ErrNoMailbox)
+	}
+	return s.indexEntry(ctx, mailboxID, modseq)
+}
+
+// DeletedUIDs lists the UIDs of a mailbox's messages that have \Deleted,
+// ascending: what EXPUNGE and CLOSE remove. It reads the mailbox index,
+// and returns at once when the index counts none.
+func (s *Store) DeletedUIDs(ctx context.Context, accountID, mailboxID int64) ([]uint32, error) {
+	e, err := s.accountEntry(ctx, accountID, mailboxID)
+	if err != nil {
+		return nil, fmt.Errorf("store: deleted messages: %w", err)
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.stats.deleted == 0 {
+		return nil, nil
+	}
+	out := make([]uint32, 0, e.stats.deleted)
+	for i := range e.msgs {
+		if e.msgs[i].flags&bitDeleted != 0 {
+			out = append(out, e.msgs[i].uid)
 		}
 	}
 	return out, nil

@@ -197,3 +197,31 @@ func TestMailboxStateSkipsCounts(t *testing.T) {
 		t.Errorf("own Sent: %v", err)
 	}
 }
+
+// DeletedUIDs lists the messages with \Deleted from the index, following
+// flag changes and expunges.
+func TestDeletedUIDs(t *testing.T) {
+	s := openTest(t, Unlimited)
+	ctx := context.Background()
+	a := addAccount(t, s, "a@example.org", nil)
+	for range 5 {
+		deliver(t, s, "x\r\n", "a@example.org")
+	}
+	mb := inbox(t, s, a)
+	if got, err := s.DeletedUIDs(ctx, a.ID, mb.ID); err != nil || got != nil {
+		t.Fatalf("none deleted: %v %v", got, err)
+	}
+	s.StoreFlags(ctx, a.ID, mb.ID, []uint32{4, 2, 5}, FlagsAdd, []string{`\Deleted`})
+	s.StoreFlags(ctx, a.ID, mb.ID, []uint32{5}, FlagsRemove, []string{`\Deleted`})
+	if got, _ := s.DeletedUIDs(ctx, a.ID, mb.ID); !slices.Equal(got, []uint32{2, 4}) {
+		t.Errorf("deleted %v, want [2 4]", got)
+	}
+	s.Expunge(ctx, a.ID, mb.ID, []uint32{2})
+	if got, _ := s.DeletedUIDs(ctx, a.ID, mb.ID); !slices.Equal(got, []uint32{4}) {
+		t.Errorf("after an expunge: %v, want [4]", got)
+	}
+	other := addAccount(t, s, "b@example.org", nil)
+	if _, err := s.DeletedUIDs(ctx, other.ID, mb.ID); !errors.Is(err, ErrNoMailbox) {
+		t.Errorf("another account's mailbox: %v", err)
+	}
+}
