@@ -95,6 +95,7 @@ ok(other.login(user, password))
 ok(other.append("INBOX", None, None, b"Subject: pushed\r\n\r\nhi\r\n"))
 other.logout()
 out["push"] = m.readline().decode().strip()
+out["push_recent"] = m.readline().decode().strip()
 m.send(b"DONE\r\n")
 out["idle_done"] = m.readline().decode().strip()
 out["raw_in"] = m.raw_in
@@ -132,6 +133,7 @@ func TestInteropIMAPPythonCompress(t *testing.T) {
 		Body        string
 		Idle        string
 		Push        string
+		PushRecent  string `json:"push_recent"`
 		IdleDone    string `json:"idle_done"`
 		RawIn       int    `json:"raw_in"`
 		TLSCompress string `json:"tls_compress"`
@@ -154,6 +156,9 @@ func TestInteropIMAPPythonCompress(t *testing.T) {
 	check("body", strings.HasSuffix(res.Body, strings.Repeat("line of text\r\n", 500)), len(res.Body))
 	check("idle", res.Idle == "+ idling", res.Idle)
 	check("push", res.Push == "* 5 EXISTS", res.Push)
+	// All five are \Recent in this session: it selected the first three,
+	// appended the fourth and was the first told of the fifth.
+	check("push recent", res.PushRecent == "* 5 RECENT", res.PushRecent)
 	check("idle done", res.IdleDone == "i1 OK IDLE completed", res.IdleDone)
 	// 7 KB of repeated lines came back in far fewer bytes.
 	check("compressed", res.RawIn > 0 && res.RawIn < 3000, res.RawIn)
