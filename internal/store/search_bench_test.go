@@ -1,0 +1,122 @@
+package store
+
+// Benchmarks of SEARCH TEXT and of a cold SORT's keys on one large
+// mailbox. The mailbox is $LOFT_BENCH_MESSAGES (default 5,000) generated
+// small messages, "kappa" in nine of ten; or, with $LOFT_BENCH_DIR, the
+// largest INBOX of a copy of a filled data directory (loft.db is enough),
+// such as the one bench/imap-sync.sh leaves with KEEP_TMP=1:
+//
+//	go test -run - -bench 'SearchText|SortInfoCold' -benchmem ./internal/store
+//	LOFT_BENCH_DIR=/tmp/copy/data go test -run - -bench SortInfoCold -cpuprofile cpu.out ./internal/store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// benchMailbox opens the store and returns the account and mailbox to
+// search, every text indexed.
+func benchMailbox(b *testing.B) (*Store, int64, int64) {
+	ctx := context.Background()
+	if dir := os.Getenv("LOFT_BENCH_DIR"); dir != "" {
+		s, err := Open(ctx, Options{Dir: dir, DefaultQuota: Unlimited})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		var acct, mb int64
+		err = s.db.QueryRowContext(ctx, `SELECT b.account_id, b.id FROM mailboxes b
+			ORDER BY (SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id) DESC LIMIT 1`).Scan(&acct, &mb)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s, acct, mb
+	}
+	n := 5000
+	if v, err := strconv.Atoi(os.Getenv("LOFT_BENCH_MESSAGES")); err == nil && v > 0 {
+		n = v
+	}
+	s, err := Open(ctx, Options{Dir: b.TempDir(), DefaultQuota: Unlimited})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	a, err := s.CreateAccount(ctx, "bench@bench.test", "x", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	words := []string{"alpha", "beta", "gamma", "delta", "kappa", "omega"}
+	var wg sync.WaitGroup
+	jobs := make(chan int)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				kappa := "kappa"
+				if i%10 == 0 {
+					kappa = "lambda"
+				}
+				msg := fmt.Sprintf("From: s%d@example.org\r\nTo: bench@bench.test\r\nSubject: %s %d\r\n"+
+					"Date: Sun, 22 Nov 2026 10:%02d:%02d +0000\r\nMessage-ID: <%d@bench.test>\r\n\r\n"+
+					"message %d: %s %s and %s\r\n", i%97, words[i%len(words)], i, (i*13)%60, i%60, i, i, words[(i+1)%len(words)], kappa, words[(i+2)%len(words)])
+				if _, err := s.Deliver(ctx, strings.NewReader(msg), DeliverOptions{Recipients: []string{"bench@bench.test"}}); err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if _, err := s.IndexPending(ctx); err != nil {
+		b.Fatal(err)
+	}
+	mb, err := s.Mailbox(ctx, a.ID, "INBOX")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s, a.ID, mb.ID
+}
+
+// BenchmarkSearchTextCommon searches for a word most messages have: the
+// index narrows little, so the cost is in mapping and confirming.
+func BenchmarkSearchTextCommon(b *testing.B) {
+	s, acct, mb := benchMailbox(b)
+	ctx := context.Background()
+	b.ResetTimer()
+	var hits int
+	for range b.N {
+		res, err := s.SearchText(ctx, acct, mb, TextAll, "kappa")
+		if err != nil {
+			b.Fatal(err)
+		}
+		hits = len(res.Matches)
+	}
+	b.ReportMetric(float64(hits), "hits")
+}
+
+// BenchmarkSortInfoCold reads a mailbox's sort keys with an empty cache,
+// as the first SORT after a restart does.
+func BenchmarkSortInfoCold(b *testing.B) {
+	s, acct, mb := benchMailbox(b)
+	ctx := context.Background()
+	b.ResetTimer()
+	var n int
+	for range b.N {
+		s.sorts = newSortCache()
+		keys, err := s.SortInfo(ctx, acct, mb)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(keys)
+	}
+	b.ReportMetric(float64(n), "msgs")
+}
