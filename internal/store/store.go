@@ -106,8 +106,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	// synchronous=FULL: a commit is on stable storage when it returns.
 	// busy_timeout: the CLI writes to the same database while serve runs.
+	// mmap_size: pages read in place, not pread into a 2 MB cache each time (half of a 100,000-message SEARCH or SORT).
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
-		"&_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_txlock=immediate"
+		"&_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=mmap_size(1073741824)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
