@@ -337,7 +337,8 @@ type SearchTextResult struct {
 // SearchText finds the messages of a mailbox whose decoded text (see
 // message.Text) contains text, which must be lower-case, as the index
 // is. The index narrows (FTS5 trigrams, for three characters or more) and
-// instr() on the stored text confirms, so the result is exactly that of
+// instr() on the stored text confirms where the narrowing is not already
+// exact (trigramExact), so the result is exactly that of
 // strings.Contains on each message's text. The steps are separate queries
 // on purpose: SQLite plans the joins of an FTS5 table with the mailbox's
 // messages badly (seconds instead of milliseconds on 2,000 messages).
@@ -433,6 +434,13 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	if len(ids) == 0 {
 		return res, nil
 	}
+	if narrow && field != TextHeader && trigramExact(text) {
+		for _, id := range ids {
+			res.Matches = append(res.Matches, uidOf[id]...)
+		}
+		slices.Sort(res.Matches)
+		return res, nil
+	}
 	// Confirm on the stored text.
 	list, err := json.Marshal(ids)
 	if err != nil {
@@ -463,6 +471,33 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	slices.Sort(res.Matches)
 	return res, nil
 }
+
+// trigramExact reports whether the trigram MATCH of text as one phrase
+// already is exactly instr() on the stored text, so that its candidates
+// need no confirming. It is for plain ASCII: the phrase's trigrams sit at
+// consecutive characters of one column, which is a substring of that
+// column; FTS5 folds the case of both sides, which for an ASCII string
+// against text Go has lower-cased changes nothing, except at the ASCII
+// characters of foldedIntoASCII; and body_fts's columns are the very text
+// instr() reads. A non-ASCII string is confirmed: FTS5 folds Unicode case
+// by its own tables, not Go's.
+func trigramExact(text string) bool {
+	if len(text) < 3 {
+		return false
+	}
+	for i := 0; i < len(text); i++ {
+		if c := text[i]; c >= utf8.RuneSelf || c == 0 || strings.IndexByte(foldedIntoASCII, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// foldedIntoASCII are the ASCII characters into which FTS5's trigram
+// tokenizer folds a character that strings.ToLower leaves outside ASCII:
+// "ſ" (U+017F, long s) is indexed as "s", so "stop" finds "ſtop"
+// (TestTrigramFoldIntoASCII checks every character).
+const foldedIntoASCII = "s"
 
 // int64s runs a query of one integer column.
 func (s *Store) int64s(ctx context.Context, q string, args ...any) ([]int64, error) {

@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func indexRows(t *testing.T, s *Store) (meta, fts int) {
@@ -171,5 +174,133 @@ func TestHugeTextSearchedFromFile(t *testing.T) {
 	}
 	if m, f := indexRows(t, s); m != 1 || f != 0 {
 		t.Fatalf("rows after reindex %d %d, want 1 0", m, f)
+	}
+}
+
+// TestTrigramFoldIntoASCII checks, for every Unicode character, what
+// trigramExact relies on: FTS5's trigram tokenizer, as body_fts uses it,
+// folds a character that strings.ToLower leaves outside ASCII into ASCII
+// only for the characters of foldedIntoASCII, so an ASCII phrase without
+// those only matches ASCII text.
+func TestTrigramFoldIntoASCII(t *testing.T) {
+	s := openTest(t, Unlimited)
+	ctx := context.Background()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `CREATE VIRTUAL TABLE temp.fold USING fts5(x, tokenize = 'trigram')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, `CREATE VIRTUAL TABLE temp.fold_terms USING fts5vocab(temp, fold, 'row')`); err != nil {
+		t.Fatal(err)
+	}
+	// One row per 4,096 characters, each lower-cased and tripled, with
+	// "\x01" between them: a trigram of the row is all ASCII only if a
+	// character in it folded into ASCII.
+	var doc strings.Builder
+	flush := func() {
+		if _, err := conn.ExecContext(ctx, `INSERT INTO temp.fold(x) VALUES (?)`, doc.String()); err != nil {
+			t.Fatal(err)
+		}
+		doc.Reset()
+	}
+	for r := rune(utf8.RuneSelf); r <= unicode.MaxRune; r++ {
+		if !utf8.ValidRune(r) {
+			continue
+		}
+		c := strings.ToLower(string(r))
+		if c[0] < utf8.RuneSelf {
+			continue // lower-cased into ASCII by Go already, as stored
+		}
+		doc.WriteString(c + c + c + "\x01")
+		if r%4096 == 0 {
+			flush()
+		}
+	}
+	flush()
+	rows, err := conn.QueryContext(ctx, `SELECT term FROM temp.fold_terms`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var term string
+		if err := rows.Scan(&term); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		ascii := true
+		for _, c := range []byte(term) {
+			ascii = ascii && c < utf8.RuneSelf
+		}
+		if ascii && strings.Trim(term, "\x01"+foldedIntoASCII) != "" {
+			t.Errorf("a non-ASCII character folds into ASCII trigram %q, not in foldedIntoASCII", term)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n < 100_000 {
+		t.Fatalf("only %d trigrams: the table was not filled", n)
+	}
+}
+
+// TestSearchTextExactWithoutConfirming compares SearchText, for ASCII
+// strings the trigram match answers alone, with strings.Contains on each
+// message's text, over text that looks like ASCII but is not.
+func TestSearchTextExactWithoutConfirming(t *testing.T) {
+	s := openTest(t, Unlimited)
+	ctx := context.Background()
+	a := addAccount(t, s, "a@example.org", nil)
+	bodies := []string{
+		"kappa alpha", "KAPPA", "\u212aappa (kelvin)", "ſtop", "sto\u017f", "İstanbul istanbul", "ｋａｐｐａ",
+		"kap pa", "ka\"ppa", "say \"kappa\" now", "k\u0301appa", "part one kap\r\n\r\npa two",
+		"kapp", "café cafe", "x",
+	}
+	for i, b := range bodies {
+		deliver(t, s, fmt.Sprintf("Subject: m%d\r\n\r\n%s\r\n", i, b), "a@example.org")
+	}
+	// One with the string in a header only, and one spread over header and body.
+	deliver(t, s, "Subject: kappa here\r\n\r\nnothing\r\n", "a@example.org")
+	deliver(t, s, "Subject: ka\r\n\r\nppa\r\n", "a@example.org")
+	if _, err := s.IndexPending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mb := inbox(t, s, a)
+	texts := map[uint32][2]string{} // header, body of each UID, as stored
+	rows, err := s.db.Query(`SELECT m.uid, f.header, f.body FROM messages m JOIN body_index i ON i.blob = m.blob
+		JOIN body_fts f ON f.rowid = i.id WHERE m.mailbox_id = ?`, mb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var uid uint32
+		var h, b string
+		if err := rows.Scan(&uid, &h, &b); err != nil {
+			t.Fatal(err)
+		}
+		texts[uid] = [2]string{h, b}
+	}
+	rows.Close()
+	if len(texts) != len(bodies)+2 {
+		t.Fatalf("%d indexed messages, want %d", len(texts), len(bodies)+2)
+	}
+	for _, q := range []string{"kappa", "appa", "stop", "istanbul", "kap pa", "ka\"ppa", "\"kappa\"", "kapp", "cafe",
+		"a\r\n", "pa two", "ubject: kappa", "p\np", "sto"} {
+		for _, field := range []TextField{TextBody, TextAll} {
+			var want []uint32
+			for uid, hb := range texts {
+				if strings.Contains(hb[1], q) || field == TextAll && strings.Contains(hb[0], q) {
+					want = append(want, uid)
+				}
+			}
+			slices.Sort(want)
+			if got := searchUIDs(t, s, a.ID, mb.ID, field, q); !slices.Equal(got, want) {
+				t.Errorf("field %d, %q: got %v, want %v", field, q, got, want)
+			}
+		}
 	}
 }
