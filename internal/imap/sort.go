@@ -57,7 +57,7 @@ func (s *session) cmdSort(c *cmd) error {
 	if err != nil {
 		return err
 	}
-	msgs, infos, matches, err := s.sortData(root)
+	msgs, infos, matches, err := s.sortData(root, sortKeysFor(crits))
 	if err != nil {
 		return err
 	}
@@ -236,9 +236,22 @@ func (s *session) searchCriteria() (*searchKey, error) {
 	return root, p.end()
 }
 
+// sortKeysFor says which sort data the criteria compare.
+func sortKeysFor(crits []sortCrit) store.SortKeys {
+	for _, c := range crits {
+		switch c.key {
+		case "ARRIVAL", "DATE", "SIZE":
+		default:
+			return store.SortAll
+		}
+	}
+	return store.SortDates
+}
+
 // sortData runs the search and returns the matching messages with their
-// sort data, in mailbox order, and the search's infos and matches.
-func (s *session) sortData(root *searchKey) ([]sorted, []*store.MessageInfo, []int, error) {
+// sort data (at least the fields want says), in mailbox order, and the
+// search's infos and matches.
+func (s *session) sortData(root *searchKey, want store.SortKeys) ([]sorted, []*store.MessageInfo, []int, error) {
 	sel := s.sel
 	seqs := make([]int, len(sel.uids))
 	for i := range seqs {
@@ -255,7 +268,7 @@ func (s *session) sortData(root *searchKey) ([]sorted, []*store.MessageInfo, []i
 	if err != nil || len(matches) == 0 {
 		return nil, infos, matches, err
 	}
-	all, err := s.srv.st.SortInfo(context.Background(), s.account.ID, sel.id)
+	all, err := s.srv.st.SortInfo(context.Background(), s.account.ID, sel.id, want)
 	if err != nil {
 		return nil, nil, nil, storeError(err)
 	}

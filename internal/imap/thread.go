@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"loft/internal/store"
 )
 
 // threadAlgorithms are the algorithms THREAD accepts, as advertised.
@@ -42,7 +44,7 @@ func (s *session) cmdThread(c *cmd) error {
 	if err != nil {
 		return err
 	}
-	msgs, _, _, err := s.sortData(root)
+	msgs, _, _, err := s.sortData(root, store.SortAll)
 	if err != nil {
 		return err
 	}

@@ -537,12 +537,30 @@ type SortInfo struct {
 	References  []string // normalized: References, else In-Reply-To's first
 }
 
-// loadSortInfo reads the sort and thread data of a mailbox's messages
-// with UIDs above after, in UID order; SortInfo (sortcache.go) keeps them.
-// Bodies not indexed yet are read from their files.
-func (s *Store) loadSortInfo(ctx context.Context, accountID, mailboxID int64, after uint32) ([]SortInfo, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT m.uid, m.internal_date, m.size, m.blob, i.id, i.sent, i.subject, i.reply,
-			i.from_addr, i.to_addr, i.cc_addr, i.display_from, i.display_to, i.message_id, i.refs
+// SortKeys says which of a SortInfo's fields a caller needs.
+type SortKeys int
+
+const (
+	// SortDates are UID, InternalDate, Size and Sent: what SORT by
+	// ARRIVAL, DATE and SIZE needs. Loading only these is a fraction of
+	// the cost of the strings, for the first SORT of a large mailbox.
+	SortDates SortKeys = iota + 1
+	// SortAll are all the fields, for the other sort keys and THREAD.
+	SortAll
+)
+
+// loadSortInfo reads the sort and thread data (keys says which) of a
+// mailbox's messages with UIDs above after, in UID order; SortInfo
+// (sortcache.go) keeps them. Bodies not indexed yet are read from their
+// files.
+func (s *Store) loadSortInfo(ctx context.Context, accountID, mailboxID int64, after uint32, keys SortKeys) ([]SortInfo, error) {
+	// The blob only for a body without index rows: the others do not
+	// need the 64 characters of its name.
+	cols := `m.uid, m.internal_date, m.size, CASE WHEN i.id IS NULL THEN m.blob END, i.id, i.sent`
+	if keys == SortAll {
+		cols += `, i.subject, i.reply, i.from_addr, i.to_addr, i.cc_addr, i.display_from, i.display_to, i.message_id, i.refs`
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+cols+`
 		FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id LEFT JOIN body_index i ON i.blob = m.blob
 		WHERE m.mailbox_id = ? AND b.account_id = ? AND m.uid > ? ORDER BY m.uid`, mailboxID, accountID, after)
 	if err != nil {
@@ -552,19 +570,23 @@ func (s *Store) loadSortInfo(ctx context.Context, accountID, mailboxID int64, af
 	var out []SortInfo
 	var missing []int // indexes into out of unindexed bodies
 	var blobs []string
+	var si SortInfo
+	var blob sql.NullString
+	var id, sent sql.NullInt64
+	var subject, from, to, cc, dfrom, dto, mid, refs sql.NullString
+	var reply sql.NullBool
+	dest := []any{&si.UID, &si.InternalDate, &si.Size, &blob, &id, &sent}
+	if keys == SortAll {
+		dest = append(dest, &subject, &reply, &from, &to, &cc, &dfrom, &dto, &mid, &refs)
+	}
 	for rows.Next() {
-		var si SortInfo
-		var blob string
-		var id, sent sql.NullInt64
-		var subject, from, to, cc, dfrom, dto, mid, refs sql.NullString
-		var reply sql.NullBool
-		if err := rows.Scan(&si.UID, &si.InternalDate, &si.Size, &blob, &id, &sent, &subject, &reply,
-			&from, &to, &cc, &dfrom, &dto, &mid, &refs); err != nil {
+		si = SortInfo{}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("store: sort info: %w", err)
 		}
 		if !id.Valid {
 			missing = append(missing, len(out))
-			blobs = append(blobs, blob)
+			blobs = append(blobs, blob.String)
 			out = append(out, si)
 			continue
 		}

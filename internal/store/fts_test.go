@@ -96,7 +96,7 @@ func TestReindexRebuildsAndFallsBack(t *testing.T) {
 	}
 	check := func(when string) {
 		t.Helper()
-		info, err := s.SortInfo(ctx, a.ID, inbox.ID)
+		info, err := s.SortInfo(ctx, a.ID, inbox.ID, SortAll)
 		if err != nil {
 			t.Fatal(err)
 		}

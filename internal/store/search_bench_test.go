@@ -112,7 +112,7 @@ func BenchmarkSortInfoCold(b *testing.B) {
 	var n int
 	for range b.N {
 		s.sorts = newSortCache()
-		keys, err := s.SortInfo(ctx, acct, mb)
+		keys, err := s.SortInfo(ctx, acct, mb, SortDates)
 		if err != nil {
 			b.Fatal(err)
 		}

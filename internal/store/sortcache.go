@@ -45,6 +45,7 @@ type sortEntry struct {
 	// keys is sorted by UID. Callers get the slice itself, so it is never
 	// changed in place: a refresh appends past its length or replaces it.
 	keys []SortInfo
+	has  SortKeys // which fields keys holds; 0 before the first load
 	gone []uint32 // expunged since the last refresh
 	// n and used are the cache's, under sortCache.mu.
 	n    int
@@ -56,28 +57,35 @@ func newSortCache() *sortCache {
 }
 
 // SortInfo returns the sort and thread data of a mailbox's messages, in
-// UID order, from the cache after the first call. It may also hold
-// messages expunged since (see the top of the file), and a message that
-// arrives meanwhile may be missing: callers look up the UIDs they know.
-// The slice is shared: callers must not change it.
-func (s *Store) SortInfo(ctx context.Context, accountID, mailboxID int64) ([]SortInfo, error) {
+// UID order, from the cache after the first call: at least the fields
+// that want says (other fields may be zero). It may also hold messages
+// expunged since (see the top of the file), and a message that arrives
+// meanwhile may be missing: callers look up the UIDs they know. The slice
+// is shared: callers must not change it.
+func (s *Store) SortInfo(ctx context.Context, accountID, mailboxID int64, want SortKeys) ([]SortInfo, error) {
 	c, k := s.sorts, coverageKey{accountID, mailboxID}
 	e := c.entry(k)
 	e.load.Lock()
 	defer e.load.Unlock()
 	e.mu.Lock()
-	keys := e.keys
+	keys, has := e.keys, e.has
 	e.mu.Unlock()
+	// Dates are what the first SORT of a mailbox wants most often: load
+	// only those then, and all of them when something wants more.
+	if has < want {
+		keys, has = nil, want
+	}
 	var after uint32
 	if len(keys) > 0 {
 		after = keys[len(keys)-1].UID
 	}
-	fresh, err := s.loadSortInfo(ctx, accountID, mailboxID, after)
+	fresh, err := s.loadSortInfo(ctx, accountID, mailboxID, after, has)
 	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
-	keys = append(e.keys, fresh...) // e.keys is what we read: refreshes hold e.load
+	keys = append(keys, fresh...) // e.keys (or nothing) is what we read: refreshes hold e.load
+	e.has = has
 	if len(e.gone) > 0 {
 		slices.Sort(e.gone)
 		keys = slices.DeleteFunc(slices.Clone(keys), func(si SortInfo) bool {

@@ -22,11 +22,11 @@ func sortMessage(i int) string {
 func checkSortCache(t *testing.T, s *Store, a *Account, mb *Mailbox, when string) {
 	t.Helper()
 	ctx := context.Background()
-	cached, err := s.SortInfo(ctx, a.ID, mb.ID)
+	cached, err := s.SortInfo(ctx, a.ID, mb.ID, SortAll)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := s.loadSortInfo(ctx, a.ID, mb.ID, 0)
+	fresh, err := s.loadSortInfo(ctx, a.ID, mb.ID, 0, SortAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestSortCacheFollowsChanges(t *testing.T) {
 	checkSortCache(t, s, a, mb, "first use")
 	// Another account gets nothing of this mailbox, cached or not.
 	b := addAccount(t, s, "b@example.org", nil)
-	if got, err := s.SortInfo(ctx, b.ID, mb.ID); err != nil || len(got) != 0 {
+	if got, err := s.SortInfo(ctx, b.ID, mb.ID, SortAll); err != nil || len(got) != 0 {
 		t.Errorf("another account's SortInfo of the mailbox: %d keys, %v", len(got), err)
 	}
 
@@ -129,7 +129,7 @@ func TestSortCacheConcurrentChanges(t *testing.T) {
 	for range 3 {
 		wg.Go(func() {
 			for range 20 {
-				if _, err := s.SortInfo(ctx, a.ID, mb.ID); err != nil {
+				if _, err := s.SortInfo(ctx, a.ID, mb.ID, SortAll); err != nil {
 					t.Error(err)
 					return
 				}
@@ -158,7 +158,7 @@ func TestSortCacheEvictsAboveItsBound(t *testing.T) {
 	}
 	use := func(k int) {
 		t.Helper()
-		if _, err := s.SortInfo(ctx, accts[k].ID, mbs[k].ID); err != nil {
+		if _, err := s.SortInfo(ctx, accts[k].ID, mbs[k].ID, SortAll); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -186,4 +186,30 @@ func TestSortCacheEvictsAboveItsBound(t *testing.T) {
 		t.Fatalf("cached %v (%d messages), want the second and third (9)", got, s.sorts.total)
 	}
 	checkSortCache(t, s, accts[3], mbs[3], "the mailbox over the bound")
+}
+
+// TestSortCacheDatesThenAll: an entry filled with dates only, for a SORT
+// by DATE, is filled again with every key when THREAD or a SORT by
+// SUBJECT asks for them, and keeps them for the next SORT by DATE.
+func TestSortCacheDatesThenAll(t *testing.T) {
+	s := openTest(t, Unlimited)
+	ctx := context.Background()
+	a := addAccount(t, s, "a@example.org", nil)
+	for i := 1; i <= 5; i++ {
+		deliver(t, s, sortMessage(i), "a@example.org")
+	}
+	mb := inbox(t, s, a)
+	dates, err := s.SortInfo(ctx, a.ID, mb.ID, SortDates)
+	if err != nil || len(dates) != 5 {
+		t.Fatalf("dates: %d keys, %v", len(dates), err)
+	}
+	if dates[0].Sent == dates[0].InternalDate || dates[0].Subject != "" {
+		t.Errorf("dates only: %+v", dates[0])
+	}
+	deliver(t, s, sortMessage(6), "a@example.org")
+	checkSortCache(t, s, a, mb, "all after dates") // SortAll
+	again, err := s.SortInfo(ctx, a.ID, mb.ID, SortDates)
+	if err != nil || len(again) != 6 || again[5].Subject != "TOPIC 6" {
+		t.Fatalf("dates after all: %d keys, %v, last %+v", len(again), err, again[len(again)-1])
+	}
 }
