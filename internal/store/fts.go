@@ -400,9 +400,12 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 			AND EXISTS (SELECT 1 FROM mailboxes b WHERE b.id = m.mailbox_id AND b.account_id = ?)`,
 			string(list), mailboxID, accountID)
 	} else {
-		rows, err = s.db.QueryContext(ctx, `SELECT m.uid, i.id FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
-			JOIN body_index i ON i.blob = m.blob AND i.indexed = 1
-			WHERE m.mailbox_id = ? AND b.account_id = ? ORDER BY m.uid`, mailboxID, accountID)
+		// Only body_index's (blob, id) index, not its rows: a body's
+		// index id without text rows (indexed != 1) is no candidate, nor
+		// found in body_fts when confirming. The account is checked once.
+		rows, err = s.db.QueryContext(ctx, `SELECT m.uid, i.id FROM messages m JOIN body_index i ON i.blob = m.blob
+			WHERE m.mailbox_id = ?1 AND EXISTS (SELECT 1 FROM mailboxes b WHERE b.id = ?1 AND b.account_id = ?2)
+			ORDER BY m.uid`, mailboxID, accountID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: search text: %w", err)

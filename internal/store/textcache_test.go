@@ -103,4 +103,10 @@ func TestSearchTextCoverageFollowsChanges(t *testing.T) {
 	if got := searchUIDs(t, s, other.ID, inbox(t, s, other).ID, TextBody, "needle"); len(got) != 5 {
 		t.Errorf("other account: %v, want 5 matches", got)
 	}
+	// Nor does an account find anything in a mailbox not its own.
+	for _, word := range []string{"needle", "common", "co"} {
+		if got := searchUIDs(t, s, other.ID, mb.ID, TextBody, word); len(got) != 0 {
+			t.Errorf("other account in a's INBOX, %q: %v, want none", word, got)
+		}
+	}
 }
