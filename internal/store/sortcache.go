@@ -84,7 +84,11 @@ func (s *Store) SortInfo(ctx context.Context, accountID, mailboxID int64, want S
 		return nil, err
 	}
 	e.mu.Lock()
-	keys = append(keys, fresh...) // e.keys (or nothing) is what we read: refreshes hold e.load
+	if len(keys) == 0 {
+		keys = fresh // not copied: 20 MB for 100,000 messages
+	} else {
+		keys = append(keys, fresh...) // e.keys is what we read: refreshes hold e.load
+	}
 	e.has = has
 	if len(e.gone) > 0 {
 		slices.Sort(e.gone)
