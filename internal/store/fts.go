@@ -384,7 +384,7 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	// Which index rows are this mailbox's messages (copies share one):
 	// for a few candidates (of every mailbox: FTS5 knows no mailboxes),
 	// theirs; else the mailbox's, all of them, filtered.
-	uidOf := map[int64][]uint32{}
+	uidOf := uidsByID{first: map[int64]uint32{}}
 	var ids []int64
 	var rows *sql.Rows
 	if narrow && len(found) <= size/2 {
@@ -417,10 +417,9 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 			rows.Close()
 			return nil, fmt.Errorf("store: search text: %w", err)
 		}
-		if _, ok := uidOf[id]; !ok {
+		if uidOf.add(id, uid) {
 			ids = append(ids, id)
 		}
-		uidOf[id] = append(uidOf[id], uid)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -429,7 +428,7 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	if narrow && len(found) > size/2 {
 		ids = ids[:0] // the candidates among the mailbox's
 		for _, id := range found {
-			if _, ok := uidOf[id]; ok {
+			if _, ok := uidOf.first[id]; ok {
 				ids = append(ids, id)
 			}
 		}
@@ -439,7 +438,7 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	}
 	if narrow && field != TextHeader && trigramExact(text) {
 		for _, id := range ids {
-			res.Matches = append(res.Matches, uidOf[id]...)
+			res.Matches = uidOf.appendTo(res.Matches, id)
 		}
 		slices.Sort(res.Matches)
 		return res, nil
@@ -461,7 +460,7 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 		if err := rows.Scan(&id, &header); err != nil {
 			return nil, fmt.Errorf("store: search text: %w", err)
 		}
-		for _, uid := range uidOf[id] {
+		for _, uid := range uidOf.appendTo(nil, id) {
 			res.Matches = append(res.Matches, uid)
 			if res.Headers != nil {
 				res.Headers[uid] = header
@@ -473,6 +472,37 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	}
 	slices.Sort(res.Matches)
 	return res, nil
+}
+
+// uidsByID maps body_index ids to the UIDs of a mailbox's messages with
+// that body: one, but for copies in the same mailbox, so without a slice
+// for each of 100,000 messages.
+type uidsByID struct {
+	first map[int64]uint32
+	more  map[int64][]uint32 // the copies' UIDs after the first
+}
+
+// add notes that the message uid has the body id, and reports whether
+// the id is new.
+func (m *uidsByID) add(id int64, uid uint32) bool {
+	if _, ok := m.first[id]; !ok {
+		m.first[id] = uid
+		return true
+	}
+	if m.more == nil {
+		m.more = map[int64][]uint32{}
+	}
+	m.more[id] = append(m.more[id], uid)
+	return false
+}
+
+// appendTo appends the UIDs of the messages with the body id to dst.
+func (m *uidsByID) appendTo(dst []uint32, id int64) []uint32 {
+	uid, ok := m.first[id]
+	if !ok {
+		return dst
+	}
+	return append(append(dst, uid), m.more[id]...)
 }
 
 // trigramExact reports whether the trigram MATCH of text as one phrase
