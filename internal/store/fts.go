@@ -568,6 +568,8 @@ type SortInfo struct {
 	DisplayTo   string
 	MessageID   string   // normalized; "" if none is valid
 	References  []string // normalized: References, else In-Reply-To's first
+
+	bodyID int64 // body_index.id; 0 for a body without index rows
 }
 
 // SortKeys says which of a SortInfo's fields a caller needs.
@@ -631,6 +633,7 @@ func (s *Store) loadSortInfo(ctx context.Context, accountID, mailboxID int64, af
 			out = append(out, si)
 			continue
 		}
+		si.bodyID = id.Int64
 		si.fill(sent, subject.String, reply.Bool, from.String, to.String, cc.String, dfrom.String, dto.String, mid.String, refs.String)
 		out = append(out, si)
 	}
@@ -648,6 +651,63 @@ func (s *Store) loadSortInfo(ctx context.Context, accountID, mailboxID int64, af
 		out[i].fill(b.sent, b.subject, b.reply, b.from, b.to, b.cc, b.displayFrom, b.displayTo, b.messageID, b.refs)
 	}
 	return out, nil
+}
+
+// addSortStrings returns a copy of keys, loaded with SortDates, with
+// the other keys added from body_index by id: cheaper than loading them
+// all again, which looks each body up by its name. ok is false if a body's
+// rows changed meanwhile (a reindex gives them a new id); then the caller
+// loads them all.
+func (s *Store) addSortStrings(ctx context.Context, keys []SortInfo) (out []SortInfo, ok bool, err error) {
+	ids := make([]int64, 0, len(keys))
+	for _, si := range keys {
+		if si.bodyID != 0 { // else read from its file: it has every key
+			ids = append(ids, si.bodyID)
+		}
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, false, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT i.id, i.subject, i.reply, i.from_addr, i.to_addr, i.cc_addr,
+			i.display_from, i.display_to, i.message_id, i.refs
+		FROM json_each(?) j CROSS JOIN body_index i WHERE i.id = j.value`, string(list))
+	if err != nil {
+		return nil, false, fmt.Errorf("store: sort info: %w", err)
+	}
+	defer rows.Close()
+	type strs struct {
+		subject, from, to, cc, dfrom, dto, mid, refs string
+		reply                                        bool
+	}
+	byID := make(map[int64]*strs, len(ids))
+	for rows.Next() {
+		var id int64
+		v := &strs{}
+		if err := rows.Scan(&id, &v.subject, &v.reply, &v.from, &v.to, &v.cc, &v.dfrom, &v.dto, &v.mid, &v.refs); err != nil {
+			return nil, false, fmt.Errorf("store: sort info: %w", err)
+		}
+		byID[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("store: sort info: %w", err)
+	}
+	out = slices.Clone(keys)
+	for i := range out {
+		si := &out[i]
+		if si.bodyID == 0 {
+			continue
+		}
+		v := byID[si.bodyID]
+		if v == nil {
+			return nil, false, nil
+		}
+		si.Subject, si.Reply = v.subject, v.reply
+		si.From, si.To, si.Cc, si.DisplayFrom, si.DisplayTo = v.from, v.to, v.cc, v.dfrom, v.dto
+		si.MessageID = v.mid
+		si.References = strings.Fields(v.refs)
+	}
+	return out, true, nil
 }
 
 func (si *SortInfo) fill(sent sql.NullInt64, subject string, reply bool, from, to, cc, dfrom, dto, mid, refs string) {

@@ -71,9 +71,18 @@ func (s *Store) SortInfo(ctx context.Context, accountID, mailboxID int64, want S
 	keys, has := e.keys, e.has
 	e.mu.Unlock()
 	// Dates are what the first SORT of a mailbox wants most often: load
-	// only those then, and all of them when something wants more.
-	if has < want {
-		keys, has = nil, want
+	// only those then, and add the rest when something wants more.
+	if has < want && len(keys) == 0 {
+		has = want
+	} else if has < want {
+		more, ok, err := s.addSortStrings(ctx, keys)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			more = nil // changed meanwhile: load everything afresh
+		}
+		keys, has = more, want
 	}
 	var after uint32
 	if len(keys) > 0 {

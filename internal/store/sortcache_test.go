@@ -212,4 +212,15 @@ func TestSortCacheDatesThenAll(t *testing.T) {
 	if err != nil || len(again) != 6 || again[5].Subject != "TOPIC 6" {
 		t.Fatalf("dates after all: %d keys, %v, last %+v", len(again), err, again[len(again)-1])
 	}
+
+	// A reindex between the dates and the rest gives the bodies new index
+	// rows: the rest is loaded afresh.
+	s.sorts = newSortCache()
+	if _, err := s.SortInfo(ctx, a.ID, mb.ID, SortDates); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reindex(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	checkSortCache(t, s, a, mb, "all after dates and a reindex")
 }
