@@ -183,6 +183,9 @@ func TestHugeTextSearchedFromFile(t *testing.T) {
 // only for the characters of foldedIntoASCII, so an ASCII phrase without
 // those only matches ASCII text.
 func TestTrigramFoldIntoASCII(t *testing.T) {
+	if raceEnabled {
+		t.Skip("minutes under -race, and the folding has nothing to race on: runs without -race")
+	}
 	s := openTest(t, Unlimited)
 	ctx := context.Background()
 	conn, err := s.db.Conn(ctx)
