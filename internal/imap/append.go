@@ -115,7 +115,7 @@ func (s *session) cmdAppend(c *cmd) error {
 		return err
 	}
 	ctx := context.Background()
-	if _, err := s.srv.st.MailboxState(ctx, s.account.ID, name); err != nil {
+	if _, err := s.srv.st.Mailbox(ctx, s.account.ID, name); err != nil {
 		if errors.Is(err, store.ErrNoMailbox) {
 			// The literal, if the client sends it anyway ({n+}), is
 			// skipped as data by the session.

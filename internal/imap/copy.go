@@ -44,7 +44,7 @@ func (s *session) transfer(c *cmd, move bool) error {
 	ctx := context.Background()
 	if len(seqs) == 0 {
 		// Nothing to do, but the destination must exist all the same.
-		if _, err := s.srv.st.MailboxState(ctx, s.account.ID, dst); err != nil {
+		if _, err := s.srv.st.Mailbox(ctx, s.account.ID, dst); err != nil {
 			return transferError(err)
 		}
 		return nil

@@ -380,13 +380,6 @@ func (s *session) cmdStatus(c *cmd) error {
 }
 
 func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
-	var stats *store.MailboxStats
-	if slices.Contains(items, "UNSEEN") || slices.Contains(items, "DELETED") {
-		var err error
-		if stats, err = s.srv.st.Stats(context.Background(), s.account.ID, mb.ID); err != nil {
-			return err
-		}
-	}
 	var recent int64
 	if slices.Contains(items, "RECENT") {
 		// Those no session has claimed yet, and this session's own.
@@ -415,9 +408,9 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 		case "UIDVALIDITY":
 			w.num(int64(mb.UIDValidity))
 		case "UNSEEN":
-			w.num(stats.Unseen)
+			w.num(mb.Unseen)
 		case "DELETED":
-			w.num(stats.Deleted)
+			w.num(mb.Deleted)
 		case "SIZE":
 			w.num(mb.Size)
 		case "RECENT":

@@ -53,7 +53,7 @@ func (s *session) cmdReplace(c *cmd) error {
 		return no("READ-ONLY", "Mailbox is read-only") // the old message cannot go
 	}
 	ctx := context.Background()
-	if _, err := s.srv.st.MailboxState(ctx, s.account.ID, name); err != nil {
+	if _, err := s.srv.st.Mailbox(ctx, s.account.ID, name); err != nil {
 		if errors.Is(err, store.ErrNoMailbox) {
 			return no("TRYCREATE", "No such mailbox")
 		}

@@ -1,5 +1,5 @@
 // Consistency check: recomputes what the store keeps incrementally (usage,
-// message counts, UIDNEXT, HIGHESTMODSEQ) and holds the database against
+// message counts, each mailbox's STATUS counts, UIDNEXT, HIGHESTMODSEQ) and holds the database against
 // the body files: every message has its file, with the recorded size and
 // SHA-256, and every file belongs to a message. `loft check` and the crash
 // tests use it; Repair (repair.go) fixes what it finds.
@@ -221,6 +221,13 @@ func checkAccounts(ctx context.Context, tx *sql.Tx, f *findings) error {
 	return rows.Err()
 }
 
+// mailboxCounts computes, for the mailbox b of the query, what its row's
+// messages, size, unseen and deleted columns must be.
+const mailboxCounts = `(SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id),
+	(SELECT coalesce(sum(m.size), 0) FROM messages m WHERE m.mailbox_id = b.id),
+	(SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id AND m.flags & 1 = 0),
+	(SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id AND m.flags & 8 != 0)`
+
 // checkMailboxes checks UIDs and modseqs against each mailbox's UIDNEXT
 // and HIGHESTMODSEQ (RFC 9051 §2.3.1.1: UIDs strictly ascend and are never
 // reused; RFC 7162 §3.1.1: no modseq above HIGHESTMODSEQ), also for the
@@ -271,6 +278,28 @@ func checkMailboxes(ctx context.Context, tx *sql.Tx, f *findings) error {
 			return err
 		}
 		f.problem("account %s, mailbox %q: uid %d is used by %d messages (not repairable: rebuild the index with sqlite3 REINDEX)", addr, name, uid, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// The counts STATUS reads from the mailbox's row (migration 7's
+	// triggers keep them).
+	rows, err = tx.QueryContext(ctx, `SELECT a.address, b.name, b.messages, b.size, b.unseen, b.deleted, `+
+		mailboxCounts+` FROM mailboxes b JOIN accounts a ON a.id = b.account_id ORDER BY a.address, b.name`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var addr, name string
+		var kept, real [4]int64
+		if err := rows.Scan(&addr, &name, &kept[0], &kept[1], &kept[2], &kept[3], &real[0], &real[1], &real[2], &real[3]); err != nil {
+			rows.Close()
+			return err
+		}
+		if kept != real {
+			f.problem("account %s, mailbox %q: counts (messages, size, unseen, deleted) are %v, but its messages give %v", addr, name, kept, real)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {

@@ -4,7 +4,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -26,6 +25,8 @@ type Mailbox struct {
 	Subscribed    bool
 	Messages      int64 // number of messages
 	Size          int64 // sum of their sizes (STATUS SIZE)
+	Unseen        int64 // messages without \Seen
+	Deleted       int64 // messages with \Deleted
 }
 
 // CanonicalName returns the stored form of a mailbox name: "INBOX" is
@@ -40,15 +41,15 @@ func CanonicalName(name string) string {
 	return name
 }
 
+// mailboxColumns are what scanMailbox reads; the counts are the row's own,
+// kept by triggers (schema.go, migration 7).
 const mailboxColumns = `b.id, b.account_id, b.name, b.uidvalidity, b.uidnext, b.highestmodseq,
-	b.special_use, b.subscribed,
-	(SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id),
-	(SELECT coalesce(sum(size), 0) FROM messages m WHERE m.mailbox_id = b.id)`
+	b.special_use, b.subscribed, b.messages, b.size, b.unseen, b.deleted`
 
 func scanMailbox(row interface{ Scan(...any) error }) (*Mailbox, error) {
 	var m Mailbox
 	err := row.Scan(&m.ID, &m.AccountID, &m.Name, &m.UIDValidity, &m.UIDNext, &m.HighestModSeq,
-		&m.SpecialUse, &m.Subscribed, &m.Messages, &m.Size)
+		&m.SpecialUse, &m.Subscribed, &m.Messages, &m.Size, &m.Unseen, &m.Deleted)
 	if err != nil {
 		return nil, err
 	}
@@ -60,25 +61,6 @@ func (s *Store) Mailbox(ctx context.Context, accountID int64, name string) (*Mai
 	name = CanonicalName(name)
 	m, err := scanMailbox(s.queryRow(ctx,
 		`SELECT `+mailboxColumns+` FROM mailboxes b WHERE b.account_id = ? AND b.name = ?`, accountID, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = ErrNoMailbox
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: mailbox %q: %w", name, err)
-	}
-	return m, nil
-}
-
-// MailboxState returns an account's mailbox by name without counting its
-// messages (Messages and Size are 0): a lookup by the (account, name)
-// index, for commands that only need the mailbox to exist (APPEND, COPY)
-// or its UIDs and modseq (SELECT), where Mailbox would sum a large
-// mailbox's sizes.
-func (s *Store) MailboxState(ctx context.Context, accountID int64, name string) (*Mailbox, error) {
-	name = CanonicalName(name)
-	m, err := scanMailbox(s.queryRow(ctx, `SELECT b.id, b.account_id, b.name, b.uidvalidity, b.uidnext,
-		b.highestmodseq, b.special_use, b.subscribed, 0, 0 FROM mailboxes b WHERE b.account_id = ? AND b.name = ?`,
-		accountID, name))
 	if err != nil {
 		return nil, fmt.Errorf("store: mailbox %q: %w", name, noRows(err, ErrNoMailbox))
 	}

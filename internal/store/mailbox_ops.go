@@ -545,7 +545,7 @@ func (s *Store) Select(ctx context.Context, accountID int64, name string) (*Sele
 // under its read lock, so that it can read more of the same snapshot.
 func (s *Store) selectMailbox(ctx context.Context, accountID int64, name string, also func(e *indexEntry)) (*Selection, error) {
 	name = CanonicalName(name)
-	mb, err := s.MailboxState(ctx, accountID, name)
+	mb, err := s.Mailbox(ctx, accountID, name)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -174,32 +175,82 @@ func TestStatsAndRanges(t *testing.T) {
 	}
 }
 
-// MailboxState finds a mailbox as Mailbox does, without counting it.
-func TestMailboxStateSkipsCounts(t *testing.T) {
+// TestMailboxCountsFollowEveryChange: the counts STATUS reads from a
+// mailbox's row (migration 7's triggers) follow delivery, APPEND, flag
+// changes, COPY, MOVE, expunge, REPLACE, RENAME and DELETE, and equal what
+// counting the messages gives (checkClean recomputes them).
+func TestMailboxCountsFollowEveryChange(t *testing.T) {
 	s := openTest(t, Unlimited)
 	ctx := context.Background()
 	a := addAccount(t, s, "a@example.org", nil)
-	deliver(t, s, "x\r\n", "a@example.org")
-	full := inbox(t, s, a)
-	mb, err := s.MailboxState(ctx, a.ID, "inbox")
+	type counts struct{ messages, size, unseen, deleted int64 }
+	want := func(step, name string, c counts) {
+		t.Helper()
+		mb, err := s.Mailbox(ctx, a.ID, name)
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if got := (counts{mb.Messages, mb.Size, mb.Unseen, mb.Deleted}); got != c {
+			t.Fatalf("%s: %s counts %+v, want %+v", step, name, got, c)
+		}
+		checkClean(t, s)
+	}
+	const body, n = "Subject: x\r\n\r\n0123456789\r\n", 26 // octets
+	for range 4 {
+		deliver(t, s, body, "a@example.org")
+	}
+	want("delivered", "INBOX", counts{4, 4 * n, 4, 0})
+	if _, err := s.Append(ctx, a.ID, "Drafts", strings.NewReader(body), AppendOptions{Flags: []string{`\Seen`, `\Deleted`}}); err != nil {
+		t.Fatal(err)
+	}
+	want("appended", "Drafts", counts{1, n, 0, 1})
+	in := inbox(t, s, a)
+	if _, err := s.StoreFlags(ctx, a.ID, in.ID, []uint32{1, 2}, FlagsAdd, []string{`\Seen`, "$Work"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StoreFlags(ctx, a.ID, in.ID, []uint32{2, 3}, FlagsAdd, []string{`\Deleted`}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StoreFlags(ctx, a.ID, in.ID, []uint32{3}, FlagsAdd, []string{`\Flagged`}); err != nil {
+		t.Fatal(err) // no change of \Seen or \Deleted
+	}
+	want("flagged", "INBOX", counts{4, 4 * n, 2, 2})
+	if _, err := s.CopyMessages(ctx, a.ID, in.ID, []uint32{1, 3}, "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	want("copied", "Archive", counts{2, 2 * n, 1, 1})
+	if _, err := s.MoveMessages(ctx, a.ID, in.ID, []uint32{4}, "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	want("moved from", "INBOX", counts{3, 3 * n, 1, 2})
+	want("moved to", "Archive", counts{3, 3 * n, 2, 1})
+	if _, err := s.Expunge(ctx, a.ID, in.ID, []uint32{2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	want("expunged", "INBOX", counts{1, n, 0, 0})
+	drafts, err := s.Mailbox(ctx, a.ID, "Drafts")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mb.ID != full.ID || mb.Name != "INBOX" || mb.UIDNext != full.UIDNext || mb.HighestModSeq != full.HighestModSeq ||
-		mb.UIDValidity != full.UIDValidity || mb.Messages != 0 || mb.Size != 0 {
-		t.Errorf("MailboxState %+v, Mailbox %+v", *mb, *full)
+	if _, err := s.Replace(ctx, a.ID, drafts.ID, 1, "Drafts", strings.NewReader(body+"more\r\n"), AppendOptions{}); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := s.MailboxState(ctx, a.ID, "Nope"); !errors.Is(err, ErrNoMailbox) {
-		t.Errorf("missing mailbox: %v", err)
+	want("replaced", "Drafts", counts{1, n + 6, 1, 0})
+	if err := s.RenameMailbox(ctx, a.ID, "Archive", "Old/Archive"); err != nil {
+		t.Fatal(err)
 	}
-	other := addAccount(t, s, "b@example.org", nil)
-	if _, err := s.MailboxState(ctx, other.ID, "Sent"); err != nil {
-		t.Errorf("own Sent: %v", err)
+	want("renamed", "Old/Archive", counts{3, 3 * n, 2, 1})
+	if err := s.RenameMailbox(ctx, a.ID, "INBOX", "Saved"); err != nil {
+		t.Fatal(err) // INBOX's messages move to the new mailbox (RFC 9051 §6.3.6)
 	}
+	want("renamed INBOX", "Saved", counts{1, n, 0, 0})
+	want("renamed INBOX", "INBOX", counts{0, 0, 0, 0})
+	if err := s.DeleteMailbox(ctx, a.ID, "Old/Archive"); err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, s)
 }
 
-// DeletedUIDs lists the messages with \Deleted from the index, following
-// flag changes and expunges.
 func TestDeletedUIDs(t *testing.T) {
 	s := openTest(t, Unlimited)
 	ctx := context.Background()
@@ -224,4 +275,44 @@ func TestDeletedUIDs(t *testing.T) {
 	if _, err := s.DeletedUIDs(ctx, other.ID, mb.ID); !errors.Is(err, ErrNoMailbox) {
 		t.Errorf("another account's mailbox: %v", err)
 	}
+}
+
+// TestMigrationCountsExistingMessages: a store from before migration 7
+// gets each mailbox's counts from its messages when it is opened.
+func TestMigrationCountsExistingMessages(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Dir: dir, DefaultQuota: Unlimited})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := addAccount(t, s, "a@example.org", nil)
+	for _, body := range []string{"x\r\n", "yy\r\n", "zzz\r\n"} {
+		deliver(t, s, body, "a@example.org")
+	}
+	if _, err := s.StoreFlags(ctx, a.ID, inbox(t, s, a).ID, []uint32{2}, FlagsAdd, []string{`\Seen`, `\Deleted`}); err != nil {
+		t.Fatal(err)
+	}
+	// Back to schema 6: no triggers, no count columns.
+	for _, q := range []string{
+		`DROP TRIGGER messages_count_insert`, `DROP TRIGGER messages_count_delete`, `DROP TRIGGER messages_count_update`,
+		`ALTER TABLE mailboxes DROP COLUMN messages`, `ALTER TABLE mailboxes DROP COLUMN size`,
+		`ALTER TABLE mailboxes DROP COLUMN unseen`, `ALTER TABLE mailboxes DROP COLUMN deleted`,
+		`PRAGMA user_version = 6`,
+	} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Close()
+	if s, err = Open(ctx, Options{Dir: dir, DefaultQuota: Unlimited}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mb := inbox(t, s, a)
+	if mb.Messages != 3 || mb.Size != 12 || mb.Unseen != 2 || mb.Deleted != 1 {
+		t.Errorf("after the migration INBOX has %+v, want 3 messages, 12 octets, 2 unseen, 1 deleted", *mb)
+	}
+	deliver(t, s, "w\r\n", "a@example.org")
+	checkClean(t, s)
 }

@@ -39,7 +39,8 @@ const adoptBatch = 64
 //     opts.Stopped) only files older than an hour count: younger ones may
 //     be deliveries in flight;
 //   - a message size that differs from its intact body's takes the body's;
-//   - usage and message counts are recomputed.
+//   - usage and message counts, and each mailbox's STATUS counts, are
+//     recomputed.
 //
 // Damaged bodies (file size or SHA-256 differs from the record) and
 // duplicate UIDs are reported only. Report.Problems are what the check
@@ -499,8 +500,50 @@ func (s *Store) repairCounters(ctx context.Context, _ *findings, _ CheckOptions,
 			}
 			lines = append(lines, x.line)
 		}
-		return nil
+		return repairMailboxCounts(t, &lines)
 	})
 	rep.Repairs = append(rep.Repairs, lines...)
 	return err
+}
+
+// repairMailboxCounts recomputes the counts of each mailbox whose row's
+// differ from its messages', in repairCounters' transaction.
+func repairMailboxCounts(t *txn, lines *[]string) error {
+	rows, err := t.query(`SELECT b.id, a.address, b.name, b.messages, b.size, b.unseen, b.deleted, ` +
+		mailboxCounts + ` FROM mailboxes b JOIN accounts a ON a.id = b.account_id ORDER BY a.address, b.name`)
+	if err != nil {
+		return err
+	}
+	type fix struct {
+		id   int64
+		real [4]int64
+		line string
+	}
+	var fixes []fix
+	for rows.Next() {
+		var id int64
+		var addr, name string
+		var kept, real [4]int64
+		if err := rows.Scan(&id, &addr, &name, &kept[0], &kept[1], &kept[2], &kept[3], &real[0], &real[1], &real[2], &real[3]); err != nil {
+			rows.Close()
+			return err
+		}
+		if kept != real {
+			fixes = append(fixes, fix{id, real, fmt.Sprintf(
+				"account %s, mailbox %q: counts (messages, size, unseen, deleted) %v set to %v, recomputed from its messages",
+				addr, name, kept, real)})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, x := range fixes {
+		if _, err := t.exec(`UPDATE mailboxes SET messages = ?, size = ?, unseen = ?, deleted = ? WHERE id = ?`,
+			x.real[0], x.real[1], x.real[2], x.real[3], x.id); err != nil {
+			return err
+		}
+		*lines = append(*lines, x.line)
+	}
+	return nil
 }

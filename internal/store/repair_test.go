@@ -212,6 +212,15 @@ func TestCheckFindsAndRepairFixesInjectedFaults(t *testing.T) {
 			wantRepair:  "message count 300 to 2",
 		},
 		{
+			name: "wrong mailbox counts",
+			inject: func(t *testing.T, fx *fixture) []string {
+				mustExec(t, fx.db, `UPDATE mailboxes SET unseen = 7, size = size + 3 WHERE account_id = ? AND name = 'INBOX'`, fx.alice.ID)
+				return nil
+			},
+			wantProblem: `account alice@example.org, mailbox "INBOX": counts (messages, size, unseen, deleted) are [3 `,
+			wantRepair:  `account alice@example.org, mailbox "INBOX": counts (messages, size, unseen, deleted) [3 `,
+		},
+		{
 			// The UNIQUE constraint keeps two messages from sharing a
 			// UID; what can break is UIDNEXT falling to or below a UID in
 			// use, so that the next delivery would reuse it.
