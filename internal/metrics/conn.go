@@ -34,6 +34,22 @@ func (m *Metrics) Listener(listener string, l net.Listener) net.Listener {
 	return cl
 }
 
+// RefusalReasons are the reason labels of loft_connections_refused_total.
+var RefusalReasons = []string{"per_ip", "total", "blocked"}
+
+// Refused returns what a listener calls for each connection it refuses,
+// with one of RefusalReasons. Its series start at 0, so that a scrape
+// shows them before the first refusal. On a nil Metrics it does nothing.
+func (m *Metrics) Refused(listener string) func(reason string) {
+	if m == nil {
+		return func(string) {}
+	}
+	for _, r := range RefusalReasons {
+		m.refused.WithLabelValues(listener, r)
+	}
+	return func(reason string) { m.refused.WithLabelValues(listener, reason).Inc() }
+}
+
 // listenerSeries are one listener's series.
 type listenerSeries struct {
 	open    prometheus.Gauge

@@ -68,6 +68,7 @@ type Metrics struct {
 
 	connsOpen  *prometheus.GaugeVec
 	connsTotal *prometheus.CounterVec
+	refused    *prometheus.CounterVec
 	bytesIn    *prometheus.CounterVec
 	bytesOut   *prometheus.CounterVec
 	commands   *prometheus.CounterVec
@@ -90,6 +91,10 @@ func New(opts Options) *Metrics {
 			Name: "loft_connections_total",
 			Help: "Connections accepted (within the connection limits), by listener.",
 		}, []string{"listener"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "loft_connections_refused_total",
+			Help: "Connections refused at accept, by listener and reason: per_ip and total (limits.max_connections_per_ip, limits.max_connections), blocked (too many failed logins from the address).",
+		}, []string{"listener", "reason"}),
 		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "loft_received_bytes_total",
 			Help: "Bytes read from clients, as on the wire (TLS and compression included), by listener.",
@@ -121,7 +126,7 @@ func New(opts Options) *Metrics {
 			Buckets: latencyBuckets,
 		}),
 	}
-	m.reg.MustRegister(m.connsOpen, m.connsTotal, m.bytesIn, m.bytesOut, m.commands, m.latency,
+	m.reg.MustRegister(m.connsOpen, m.connsTotal, m.refused, m.bytesIn, m.bytesOut, m.commands, m.latency,
 		m.deliveries, m.authFailed, m.commit,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

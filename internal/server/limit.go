@@ -104,6 +104,7 @@ type limitedListener struct {
 	limits  *connLimits
 	refuse  refusal
 	blocked func(netip.Addr) (time.Time, bool) // nil: do not check
+	counted func(reason string)                // counts a refusal (metrics.Metrics.Refused)
 	log     *slog.Logger
 
 	logMu   sync.Mutex
@@ -122,27 +123,30 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		ip := remoteIP(c)
 		if l.blocked != nil {
 			if _, blocked := l.blocked(ip); blocked {
-				l.reject(c, ip, reasonBlocked)
+				l.reject(c, ip, reasonBlocked, "blocked")
 				continue
 			}
 		}
 		key := ipKey(ip)
 		ok, perIP := l.limits.acquire(key)
 		if !ok {
-			reason := reasonTotal
+			reason, label := reasonTotal, "total"
 			if perIP {
-				reason = reasonPerIP
+				reason, label = reasonPerIP, "per_ip"
 			}
-			l.reject(c, ip, reason)
+			l.reject(c, ip, reason, label)
 			continue
 		}
 		return &limitedConn{Conn: c, release: func() { l.limits.release(key) }}, nil
 	}
 }
 
-// reject answers and closes a refused connection, and logs (at most once
-// per refusalLogEvery).
-func (l *limitedListener) reject(c net.Conn, ip netip.Addr, reason string) {
+// reject answers and closes a refused connection, counts it under label,
+// and logs (at most once per refusalLogEvery).
+func (l *limitedListener) reject(c net.Conn, ip netip.Addr, reason, label string) {
+	if l.counted != nil {
+		l.counted(label)
+	}
 	if l.refuse.format != "" {
 		c.SetWriteDeadline(time.Now().Add(refusalWriteTimeout))
 		fmt.Fprintf(c, l.refuse.format, reason)

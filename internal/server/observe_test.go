@@ -487,3 +487,61 @@ func TestMetricsOffByDefault(t *testing.T) {
 		t.Errorf("metrics listening on %s without listen.metrics", a)
 	}
 }
+
+// TestRefusedConnectionsCounted: loft_connections_refused_total counts the
+// connections the limits and the block refuse, by listener and reason,
+// from 0.
+func TestRefusedConnectionsCounted(t *testing.T) {
+	cfg := testConfig(t, func(c *config.Config) {
+		c.Listen.Metrics = "127.0.0.1:0"
+		c.Limits.MaxConnectionsPerIP = 1
+		c.Limits.MaxConnections = 2
+		c.Auth.BlockAfter = 1
+	})
+	_, addrs := start(t, cfg)
+	page := scrape(t, addrs["metrics"])
+	for _, r := range []string{"per_ip", "total", "blocked"} {
+		if v := sample(page, "loft_connections_refused_total", "listener=imap,reason="+r); v != 0 {
+			t.Fatalf("before any refusal, %s = %v, want a series at 0", r, v)
+		}
+	}
+	_, held := firstLine(t, addrs["imap"], "")
+	firstLine(t, addrs["imap"], "")                      // over the per-address limit
+	firstLine(t, addrs["pop3"], "")                      // likewise, on another listener
+	_, other := firstLine(t, addrs["pop3"], "127.0.0.2") // within the limits: the total is reached
+	firstLine(t, addrs["pop3"], "127.0.0.3")             // over the total
+	other.Close()
+	// One wrong password blocks 127.0.0.1 (block_after = 1); firstLine
+	// has read the greeting.
+	held.SetReadDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(held, "a LOGIN nobody@localhost wrong\r\n")
+	bufio.NewReader(held).ReadString('\n')
+	held.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l, c := firstLine(t, addrs["imap"], "")
+		c.Close()
+		if strings.Contains(l, "failed logins") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not blocked: %q", l)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	page = scrape(t, addrs["metrics"])
+	for _, c := range []struct {
+		labels string
+		want   float64
+	}{
+		{"listener=imap,reason=per_ip", 1},
+		{"listener=pop3,reason=per_ip", 1},
+		{"listener=pop3,reason=total", 1},
+		{"listener=imap,reason=blocked", 1},
+		{"listener=smtp,reason=blocked", 0},
+	} {
+		if v := sample(page, "loft_connections_refused_total", c.labels); v != c.want {
+			t.Errorf("loft_connections_refused_total{%s} = %v, want %v", c.labels, v, c.want)
+		}
+	}
+}

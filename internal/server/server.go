@@ -200,7 +200,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("listen %s on %s: %w", b.name, b.addr, err)
 		}
 		if !b.direct {
-			ll := &limitedListener{Listener: l, name: b.name, limits: conns, refuse: b.refuse, log: log}
+			ll := &limitedListener{Listener: l, name: b.name, limits: conns, refuse: b.refuse,
+				counted: s.metrics.Refused(b.name), log: log}
 			if b.blocked {
 				ll.blocked = authn.Blocked
 			}
