@@ -13,6 +13,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -21,6 +22,7 @@ import (
 	"io"
 	"net/mail"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -349,13 +351,22 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	// indexed yet are answered from their files (Unindexed), so results are
 	// exact either way.
 	s.kickIndexer()
-	res := &SearchTextResult{}
-	uncovered, size, err := s.uncoveredUIDs(ctx, accountID, mailboxID) // textcache.go
+	// One snapshot for the coverage, the candidates and the confirming, so
+	// that a reindex committed meanwhile cannot mix body row ids.
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: search text: %w", err)
+	}
+	defer tx.Rollback()
+	gen, err := textGeneration(ctx, tx)
+	if err != nil {
+		return nil, fmt.Errorf("store: search text: %w", err)
+	}
+	cov, err := s.coverageOf(ctx, tx, accountID, mailboxID, gen) // textcache.go
 	if err != nil {
 		return nil, err
 	}
-	res.Unindexed = uncovered
-
+	res := &SearchTextResult{Unindexed: cov.uncovered}
 	var cond, col string
 	switch field {
 	case TextHeader:
@@ -372,7 +383,7 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	narrow := utf8.RuneCountInString(text) >= 3 && utf8.ValidString(text)
 	var found []int64
 	if narrow {
-		found, err = s.int64s(ctx, `SELECT rowid FROM body_fts WHERE body_fts MATCH ?`,
+		found, err = int64List(ctx, tx, `SELECT group_concat(rowid) FROM body_fts WHERE body_fts MATCH ?`,
 			col+` : "`+strings.ReplaceAll(text, `"`, `""`)+`"`)
 		if err != nil {
 			return nil, fmt.Errorf("store: search text: %w", err)
@@ -381,12 +392,147 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 			return res, nil
 		}
 	}
+	if cov.pairs == nil {
+		return s.searchTextJoined(ctx, tx, res, accountID, mailboxID, cov.size, narrow, found, field, text, cond)
+	}
+	// The candidates among the mailbox's messages, by the cached pairs.
+	var cands []bodyUID // pairs, by body row then UID
+	if narrow {
+		slices.Sort(found) // FTS5 gives rowids ascending: no work
+		p := cov.pairs
+		for _, id := range found {
+			i, _ := slices.BinarySearchFunc(p, id, func(b bodyUID, id int64) int { return cmp.Compare(b.id, id) })
+			for ; i < len(p) && p[i].id == id; i++ {
+				cands = append(cands, p[i])
+			}
+			p = p[i:]
+		}
+	} else {
+		cands = cov.pairs
+	}
+	if len(cands) == 0 {
+		return res, nil
+	}
+	if narrow && field != TextHeader && trigramExact(text) {
+		for _, c := range cands {
+			res.Matches = append(res.Matches, c.uid)
+		}
+	} else if err := s.confirmText(ctx, tx, res, cands, text, cond); err != nil {
+		return nil, err
+	}
+	// Pairs outlive their messages: keep those still in the mailbox.
+	slices.Sort(res.Matches)
+	e, err := s.accountEntry(ctx, accountID, mailboxID)
+	if err != nil {
+		return nil, fmt.Errorf("store: search text: %w", err)
+	}
+	e.mu.RLock()
+	res.Matches = intersectSorted(res.Matches, e.uids)
+	size := len(e.uids)
+	e.mu.RUnlock()
+	if len(cov.pairs) > 2*size+1024 {
+		s.texts.forgetStale(coverageKey{accountID, mailboxID})
+	}
+	if res.Headers != nil {
+		for uid := range res.Headers {
+			if _, ok := slices.BinarySearch(res.Matches, uid); !ok {
+				delete(res.Headers, uid)
+			}
+		}
+	}
+	return res, nil
+}
+
+// confirmText keeps the candidates whose stored text satisfies cond (for
+// text), appending their UIDs (and, for a header search, headers) to res.
+func (s *Store) confirmText(ctx context.Context, q queryer, res *SearchTextResult, cands []bodyUID, text, cond string) error {
+	ids := make([]int64, 0, len(cands))
+	for i, c := range cands {
+		if i == 0 || cands[i-1].id != c.id {
+			ids = append(ids, c.id)
+		}
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	rows, err := q.QueryContext(ctx, `SELECT rowid, header FROM body_fts
+		WHERE rowid IN (SELECT value FROM json_each(?2)) AND `+cond, text, string(list))
+	if err != nil {
+		return fmt.Errorf("store: search text: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var header string
+		if err := rows.Scan(&id, &header); err != nil {
+			return fmt.Errorf("store: search text: %w", err)
+		}
+		i, _ := slices.BinarySearchFunc(cands, id, func(b bodyUID, id int64) int { return cmp.Compare(b.id, id) })
+		for ; i < len(cands) && cands[i].id == id; i++ {
+			res.Matches = append(res.Matches, cands[i].uid)
+			if res.Headers != nil {
+				res.Headers[cands[i].uid] = header
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: search text: %w", err)
+	}
+	return nil
+}
+
+// intersectSorted returns the elements of a (ascending) also in b
+// (ascending), in a's array.
+func intersectSorted(a, b []uint32) []uint32 {
+	out := a[:0]
+	j := 0
+	for _, v := range a {
+		for j < len(b) && b[j] < v {
+			j++
+		}
+		if j < len(b) && b[j] == v {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// int64List runs a query of one group_concat of integers: for a long
+// list, one row parsed in Go costs a third of the rows one at a time.
+func int64List(ctx context.Context, q interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}, query string, args ...any) ([]int64, error) {
+	var list sql.NullString
+	if err := q.QueryRowContext(ctx, query, args...).Scan(&list); err != nil {
+		return nil, err
+	}
+	var out []int64
+	for f := range strings.SplitSeq(list.String, ",") {
+		if f == "" {
+			continue
+		}
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("integer list: %w", err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// searchTextJoined is SearchText for a mailbox whose pairs the coverage
+// cache does not keep (above its bound): the mailbox's messages are
+// joined with body_index for each search.
+func (s *Store) searchTextJoined(ctx context.Context, q queryer, res *SearchTextResult, accountID, mailboxID int64, size int,
+	narrow bool, found []int64, field TextField, text, cond string) (*SearchTextResult, error) {
 	// Which index rows are this mailbox's messages (copies share one):
 	// for a few candidates (of every mailbox: FTS5 knows no mailboxes),
 	// theirs; else the mailbox's, all of them, filtered.
 	uidOf := uidsByID{first: map[int64]uint32{}}
 	var ids []int64
 	var rows *sql.Rows
+	var err error
 	if narrow && len(found) <= size/2 {
 		var list []byte
 		if list, err = json.Marshal(found); err != nil {
@@ -395,7 +541,7 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 		// CROSS JOIN fixes the order and "+" keeps SQLite from scanning
 		// the mailbox by (mailbox_id, uid): from each candidate to its
 		// messages by blob.
-		rows, err = s.db.QueryContext(ctx, `SELECT m.uid, i.id FROM json_each(?) j CROSS JOIN body_index i CROSS JOIN messages m
+		rows, err = q.QueryContext(ctx, `SELECT m.uid, i.id FROM json_each(?) j CROSS JOIN body_index i CROSS JOIN messages m
 			WHERE i.id = j.value AND i.indexed = 1 AND m.blob = i.blob AND +m.mailbox_id = ?
 			AND EXISTS (SELECT 1 FROM mailboxes b WHERE b.id = m.mailbox_id AND b.account_id = ?)`,
 			string(list), mailboxID, accountID)
@@ -403,7 +549,7 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 		// Only body_index's (blob, id) index, not its rows: a body's
 		// index id without text rows (indexed != 1) is no candidate, nor
 		// found in body_fts when confirming. The account is checked once.
-		rows, err = s.db.QueryContext(ctx, `SELECT m.uid, i.id FROM messages m JOIN body_index i ON i.blob = m.blob
+		rows, err = q.QueryContext(ctx, `SELECT m.uid, i.id FROM messages m JOIN body_index i ON i.blob = m.blob
 			WHERE m.mailbox_id = ?1 AND EXISTS (SELECT 1 FROM mailboxes b WHERE b.id = ?1 AND b.account_id = ?2)
 			ORDER BY m.uid`, mailboxID, accountID)
 	}
@@ -436,39 +582,19 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	if len(ids) == 0 {
 		return res, nil
 	}
-	if narrow && field != TextHeader && trigramExact(text) {
-		for _, id := range ids {
-			res.Matches = uidOf.appendTo(res.Matches, id)
-		}
-		slices.Sort(res.Matches)
-		return res, nil
-	}
-	// Confirm on the stored text.
-	list, err := json.Marshal(ids)
-	if err != nil {
-		return nil, err
-	}
-	rows, err = s.db.QueryContext(ctx, `SELECT rowid, header FROM body_fts
-		WHERE rowid IN (SELECT value FROM json_each(?2)) AND `+cond, text, string(list))
-	if err != nil {
-		return nil, fmt.Errorf("store: search text: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		var header string
-		if err := rows.Scan(&id, &header); err != nil {
-			return nil, fmt.Errorf("store: search text: %w", err)
-		}
+	var cands []bodyUID
+	for _, id := range ids {
 		for _, uid := range uidOf.appendTo(nil, id) {
-			res.Matches = append(res.Matches, uid)
-			if res.Headers != nil {
-				res.Headers[uid] = header
-			}
+			cands = append(cands, bodyUID{id, uid})
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: search text: %w", err)
+	slices.SortFunc(cands, compareBodyUID)
+	if narrow && field != TextHeader && trigramExact(text) {
+		for _, c := range cands {
+			res.Matches = append(res.Matches, c.uid)
+		}
+	} else if err := s.confirmText(ctx, q, res, cands, text, cond); err != nil {
+		return nil, err
 	}
 	slices.Sort(res.Matches)
 	return res, nil
@@ -786,6 +912,11 @@ func (s *Store) Reindex(ctx context.Context, address string) (*ReindexResult, er
 			}
 		}
 		err := s.write(ctx, func(t *txn) error {
+			// The replaced rows get new ids: cached ones are stale
+			// (textcache.go).
+			if err := bumpTextGeneration(t); err != nil {
+				return err
+			}
 			for i, blob := range batch {
 				if idx[i] == nil {
 					continue
