@@ -375,7 +375,9 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	case TextBody:
 		cond, col = `instr(body, ?1) > 0`, `body`
 	default:
-		cond, col = `(instr(header, ?1) > 0 OR instr(body, ?1) > 0)`, `{header body}`
+		// Both of body_fts's columns: no column filter, which FTS5 would
+		// apply to every position of a common string's trigrams.
+		cond, col = `(instr(header, ?1) > 0 OR instr(body, ?1) > 0)`, ``
 	}
 	// Narrow with the trigram index. Trigrams need three characters, and
 	// a string that is not UTF-8 could tokenize differently from the
@@ -384,7 +386,7 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	var found []int64
 	if narrow {
 		found, err = int64List(ctx, tx, `SELECT group_concat(rowid) FROM body_fts WHERE body_fts MATCH ?`,
-			col+` : "`+strings.ReplaceAll(text, `"`, `""`)+`"`)
+			ftsPhrase(col, text))
 		if err != nil {
 			return nil, fmt.Errorf("store: search text: %w", err)
 		}
@@ -441,6 +443,16 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 		}
 	}
 	return res, nil
+}
+
+// ftsPhrase is the MATCH expression of text as one phrase, in column col
+// ("" for all of them).
+func ftsPhrase(col, text string) string {
+	phrase := `"` + strings.ReplaceAll(text, `"`, `""`) + `"`
+	if col == "" {
+		return phrase
+	}
+	return col + ` : ` + phrase
 }
 
 // confirmText keeps the candidates whose stored text satisfies cond (for
