@@ -12,7 +12,8 @@
 #   1. the mixed profile (loftbench imap) at each CLIENTS count, ROUNDS rounds of DURATION,
 #      after one warm-up session per account; plus LPL rounds per login at 10 clients;
 #   2. imap-big on bench1000: SELECT, UID FETCH 1:* (FLAGS), UID FETCH 1:* (BODY.PEEK[]);
-#   3. imap-idle: IDLE_SESSIONS sessions in IDLE on bench301..bench350, PSS per session.
+#   3. imap-idle: IDLE_SESSIONS sessions in IDLE on bench301..bench350, PSS per session (all of
+#      it and its anonymous part), after one login per account (--warm-logins).
 # Loft is restarted (same data) before each of the three with `serve --cpuprofile`, so each
 # has its own profile in $OUT. Prints markdown tables with ratios. Both servers are stopped at
 # the end, also on failure or ^C (Dovecot only if this script started it). Needs root (for
@@ -278,9 +279,9 @@ if [ "${SKIP_IDLE:-0}" != 1 ]; then
 		args=(--addr "$DOVECOT_IMAP" --pid "$DOVECOT_PID" --comm imap)
 		[ $s = loft ] && args=(--addr "$LOFT_IMAP" --pid "$LOFT_PID")
 		"$LB" imap-idle "${args[@]}" --sessions "$IDLE_SESSIONS" --accounts "$ACCOUNTS" --first "$FIRST" \
-			--user-format 'bench%d' --domain "$DOMAIN" --password pass --json >"$OUT/idle-$s.json" ||
+			--user-format 'bench%d' --domain "$DOMAIN" --password pass --warm-logins --json >"$OUT/idle-$s.json" ||
 			{ log "imap-idle against $s failed"; exit 1; }
-		log "$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%s: %d sessions, %.0f KB PSS each (growth %.0f KB each, second half %.0f KB each), %d processes, opened in %.1f s" % (sys.argv[2], j["sessions"], j["kb_per_session"], j["delta_kb_per_session"], j["marginal_kb_per_session"], j["processes"], j["open_seconds"]))' "$OUT/idle-$s.json" $s)"
+		log "$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%s: %d sessions, %.0f KB PSS each (growth %.0f KB each, second half %.0f KB each; anonymous growth %.0f KB each, second half %.0f KB each), %d processes, opened in %.1f s" % (sys.argv[2], j["sessions"], j["kb_per_session"], j["delta_kb_per_session"], j["marginal_kb_per_session"], j["anon_delta_kb_per_session"], j["anon_marginal_kb_per_session"], j["processes"], j["open_seconds"]))' "$OUT/idle-$s.json" $s)"
 	done
 fi
 stop_loft
@@ -325,6 +326,10 @@ python3 - "$OUT" "$CLIENTS" "$ROUNDS" "$LPL" "$DURATION" "$MAILBOX_SIZE" <<-'EOF
 	    print("| ↳ growth from before / N | %.0f | %.0f | %s |" % (idd["delta_kb_per_session"], idl["delta_kb_per_session"], ratio(idd["delta_kb_per_session"], idl["delta_kb_per_session"])))
 	    print("| ↳ growth from %d to %d sessions / %d (marginal) | %.0f | %.0f | %s |" % (idl["half_sessions"], idl["sessions"], idl["sessions"] - idl["half_sessions"],
 	        idd["marginal_kb_per_session"], idl["marginal_kb_per_session"], ratio(idd["marginal_kb_per_session"], idl["marginal_kb_per_session"])))
+	    print("| ↳ anonymous (Pss_Anon) growth from before / N | %.0f | %.0f | %s |" % (idd["anon_delta_kb_per_session"], idl["anon_delta_kb_per_session"], ratio(idd["anon_delta_kb_per_session"], idl["anon_delta_kb_per_session"])))
+	    print("| ↳ anonymous growth from %d to %d sessions / %d (marginal) | %.0f | %.0f | %s |" % (idl["half_sessions"], idl["sessions"], idl["sessions"] - idl["half_sessions"],
+	        idd["anon_marginal_kb_per_session"], idl["anon_marginal_kb_per_session"], ratio(idd["anon_marginal_kb_per_session"], idl["anon_marginal_kb_per_session"])))
+	    print("| ↳ PSS before the sessions (after one login per account), MB | %.1f | %.1f | |" % (idd["pss_before_kb"] / 1024, idl["pss_before_kb"] / 1024))
 	# Per-command latency at the largest client count, from the round with the median rate.
 	c = clients[-1]
 	d, f = runs("dovecot", c, False), runs("loft", c, False)

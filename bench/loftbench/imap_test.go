@@ -360,6 +360,8 @@ func TestIMAPIdleAgainstLoft(t *testing.T) {
 		PID:      os.Getpid(), // the server runs in this process
 		Parallel: 2,
 		Timeout:  5 * time.Second,
+		// Both accounts logged in once before the first sample.
+		WarmLogins: true,
 
 		sampleEvery: time.Millisecond,
 	})
@@ -369,6 +371,9 @@ func TestIMAPIdleAgainstLoft(t *testing.T) {
 	if res.Errors != 0 || res.Sessions != 4 || res.HalfSessions != 2 || res.Processes != 1 || res.PSSKB <= 0 || res.HalfPSSKB <= 0 || res.KBPerSession <= 0 {
 		t.Fatalf("%+v", res)
 	}
+	if !res.WarmLogins || res.AnonBeforeKB <= 0 || res.AnonKB <= 0 || res.HalfAnonKB <= 0 || res.AnonKB > res.PSSKB {
+		t.Fatalf("anonymous figures: %+v", res)
+	}
 }
 
 func TestServerPSSSumsProcessesByName(t *testing.T) {
@@ -377,7 +382,7 @@ func TestServerPSSSumsProcessesByName(t *testing.T) {
 		t.Skip("no sleep command:", err)
 	}
 	defer func() { child.Process.Kill(); child.Wait() }()
-	var kb int64
+	var kb memUse
 	var procs int
 	var err error
 	for range 100 { // until the child has exec'd sleep
@@ -386,8 +391,8 @@ func TestServerPSSSumsProcessesByName(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err != nil || procs != 1 || kb <= 0 {
-		t.Fatalf("serverPSS(self, sleep) = %d KB over %d processes, %v; want the child", kb, procs, err)
+	if err != nil || procs != 1 || kb.PSS <= 0 || kb.Anon <= 0 || kb.Anon > kb.PSS {
+		t.Fatalf("serverPSS(self, sleep) = %+v KB over %d processes, %v; want the child's PSS and its anonymous part", kb, procs, err)
 	}
 	if cpu, err := treeCPU(os.Getpid()); err != nil || cpu < 0 {
 		t.Errorf("treeCPU = %v, %v", cpu, err)

@@ -23,6 +23,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,6 +48,10 @@ type imapIdleOptions struct {
 	Parallel int    // sessions being opened at once
 	Settle   time.Duration
 	Timeout  time.Duration // limit for opening all sessions, and for closing them
+	// WarmLogins logs in to each account once (and out) before the first sample, so that
+	// what a server spends once per account (a password hash and its buffers, a login
+	// cache entry, the mailbox's index) is in the baseline, not in the per-session figures.
+	WarmLogins bool
 	// sampleEvery spaces the three PSS samples; 0 means a second (tests use less).
 	sampleEvery time.Duration
 }
@@ -68,7 +73,15 @@ type imapIdleResult struct {
 	HalfSessions      int     `json:"half_sessions"`
 	HalfPSSKB         int64   `json:"half_pss_kb"`
 	MarginalKBPerSess float64 `json:"marginal_kb_per_session"`
-	ClientCPUSeconds  float64 `json:"client_cpu_seconds"`
+	// The anonymous part of the PSS (Pss_Anon), at the same samples: without file pages
+	// such as the database pages SQLite maps into Loft.
+	AnonBeforeKB          int64   `json:"anon_before_kb"`
+	AnonKB                int64   `json:"anon_kb"`
+	HalfAnonKB            int64   `json:"half_anon_kb"`
+	AnonDeltaKBPerSess    float64 `json:"anon_delta_kb_per_session"`
+	AnonMarginalKBPerSess float64 `json:"anon_marginal_kb_per_session"`
+	WarmLogins            bool    `json:"warm_logins"` // one login per account before the first sample
+	ClientCPUSeconds      float64 `json:"client_cpu_seconds"`
 	// FirstErrors are the texts of the first failures.
 	FirstErrors []string `json:"first_errors,omitempty"`
 }
@@ -85,6 +98,7 @@ func imapIdleCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.IntVar(&o.Parallel, "parallel", 4, "sessions opened at once")
 	fs.DurationVar(&o.Settle, "settle", 10*time.Second, "wait this long with all sessions idle before measuring")
 	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "limit for opening all sessions, and for closing them")
+	fs.BoolVar(&o.WarmLogins, "warm-logins", false, "log in to each account once before the first sample (see imapIdleOptions)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -110,6 +124,8 @@ func imapIdleCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		fmt.Fprintf(stdout, "PSS        %d KB before, %d KB with the sessions (%d processes)\n", res.PSSBeforeKB, res.PSSKB, res.Processes)
 		fmt.Fprintf(stdout, "per session %.1f KB (total / sessions), %.1f KB (growth / sessions), %.1f KB (second half's growth / its sessions)\n",
 			res.KBPerSession, res.DeltaKBPerSess, res.MarginalKBPerSess)
+		fmt.Fprintf(stdout, "anonymous  %d KB before, %d KB with the sessions: %.1f KB (growth / sessions), %.1f KB (second half)\n",
+			res.AnonBeforeKB, res.AnonKB, res.AnonDeltaKBPerSess, res.AnonMarginalKBPerSess)
 		fmt.Fprintf(stdout, "client CPU %.2f s\n", res.ClientCPUSeconds)
 	}
 	return reportErrors(ctx, stderr, "imap-idle", res.Errors, res.FirstErrors)
@@ -132,10 +148,22 @@ func runIMAPIdle(ctx context.Context, o imapIdleOptions) (*imapIdleResult, error
 	if err != nil {
 		return nil, err
 	}
-	res := &imapIdleResult{Addr: o.Addr}
-	if res.PSSBeforeKB, _, err = serverPSS(o.PID, o.Comm); err != nil {
+	res := &imapIdleResult{Addr: o.Addr, WarmLogins: o.WarmLogins}
+	if o.WarmLogins {
+		if err := warmLogins(ctx, addr, users, o.Accounts.Password, o.Timeout); err != nil {
+			return nil, err
+		}
+		select {
+		case <-time.After(o.Settle):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	before, _, err := serverPSS(o.PID, o.Comm)
+	if err != nil {
 		return nil, fmt.Errorf("--pid %d: %w", o.PID, err)
 	}
+	res.PSSBeforeKB, res.AnonBeforeKB = before.PSS, before.Anon
 	cpu0 := selfCPU()
 	openCtx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
@@ -181,26 +209,26 @@ func runIMAPIdle(ctx context.Context, o imapIdleOptions) (*imapIdleResult, error
 		wg.Wait()
 	}
 	defer func() { closeIdlers(idlers, o.Parallel*4, o.Timeout) }()
-	// measure waits Settle, then returns the median of three PSS samples.
-	measure := func() (int64, error) {
+	// measure waits Settle, then returns the median of three samples (by PSS).
+	measure := func() (memUse, error) {
 		select {
 		case <-time.After(o.Settle):
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return memUse{}, ctx.Err()
 		}
-		var samples []int64
+		var samples []memUse
 		for i := range 3 {
 			if i > 0 {
 				time.Sleep(o.sampleEvery)
 			}
 			kb, procs, err := serverPSS(o.PID, o.Comm)
 			if err != nil {
-				return 0, fmt.Errorf("--pid %d: %w", o.PID, err)
+				return memUse{}, fmt.Errorf("--pid %d: %w", o.PID, err)
 			}
 			samples = append(samples, kb)
 			res.Processes = procs
 		}
-		slices.Sort(samples)
+		slices.SortFunc(samples, func(a, b memUse) int { return cmp.Compare(a.PSS, b.PSS) })
 		return samples[1], nil
 	}
 
@@ -211,9 +239,11 @@ func runIMAPIdle(ctx context.Context, o imapIdleOptions) (*imapIdleResult, error
 		res.OpenSeconds = time.Since(t0).Seconds()
 		res.HalfSessions = len(idlers)
 		if res.HalfSessions > 0 {
-			if res.HalfPSSKB, err = measure(); err != nil {
+			m, err := measure()
+			if err != nil {
 				return nil, err
 			}
+			res.HalfPSSKB, res.HalfAnonKB = m.PSS, m.Anon
 		}
 	}
 	t0 := time.Now()
@@ -223,16 +253,55 @@ func runIMAPIdle(ctx context.Context, o imapIdleOptions) (*imapIdleResult, error
 	if res.Sessions == 0 {
 		return nil, fmt.Errorf("no session could be opened: %s", res.FirstErrors)
 	}
-	if res.PSSKB, err = measure(); err != nil {
+	m, err := measure()
+	if err != nil {
 		return nil, err
 	}
+	res.PSSKB, res.AnonKB = m.PSS, m.Anon
 	res.KBPerSession = float64(res.PSSKB) / float64(res.Sessions)
 	res.DeltaKBPerSess = float64(res.PSSKB-res.PSSBeforeKB) / float64(res.Sessions)
+	res.AnonDeltaKBPerSess = float64(res.AnonKB-res.AnonBeforeKB) / float64(res.Sessions)
 	if n := res.Sessions - res.HalfSessions; res.HalfSessions > 0 && n > 0 {
 		res.MarginalKBPerSess = float64(res.PSSKB-res.HalfPSSKB) / float64(n)
+		res.AnonMarginalKBPerSess = float64(res.AnonKB-res.HalfAnonKB) / float64(n)
 	}
 	res.ClientCPUSeconds = (selfCPU() - cpu0).Seconds()
 	return res, nil
+}
+
+// warmLogins logs in to each account once, a few at a time, and out again.
+func warmLogins(ctx context.Context, addr string, users []string, password string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(users))
+	next := make(chan int)
+	for range 4 {
+		wg.Go(func() {
+			for i := range next {
+				c, err := dialIMAP(ctx, addr, timeout, imapIdleReadBuffer)
+				if err == nil {
+					err = c.login(users[i], password)
+					if err == nil {
+						_, err = c.command("SELECT INBOX", nil)
+					}
+					if err == nil {
+						err = c.logout()
+					}
+					c.close()
+				}
+				if err != nil {
+					errs[i] = fmt.Errorf("warm login %s: %w", users[i], err)
+				}
+			}
+		})
+	}
+	for i := range users {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // idler is a session in IDLE.

@@ -140,36 +140,58 @@ func treeCPU(root int) (time.Duration, error) {
 
 // pss returns the proportional set size of one process in KiB, from /proc/PID/smaps_rollup
 // (Linux 4.14 and later).
-func pss(pid int) (int64, error) {
+func pss(pid int) (memUse, error) {
 	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "smaps_rollup"))
 	if err != nil {
-		return 0, err
+		return memUse{}, err
 	}
 	defer f.Close()
+	var m memUse
+	found := false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
-			kb, _ := strings.CutSuffix(strings.TrimSpace(rest), " kB")
-			return strconv.ParseInt(strings.TrimSpace(kb), 10, 64)
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (name != "Pss" && name != "Pss_Anon") {
+			continue
+		}
+		kb, _ := strings.CutSuffix(strings.TrimSpace(rest), " kB")
+		v, err := strconv.ParseInt(strings.TrimSpace(kb), 10, 64)
+		if err != nil {
+			return memUse{}, fmt.Errorf("/proc/%d/smaps_rollup: %s: %w", pid, name, err)
+		}
+		if name == "Pss" {
+			m.PSS, found = v, true
+		} else {
+			m.Anon = v
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return memUse{}, err
 	}
-	return 0, fmt.Errorf("/proc/%d/smaps_rollup: no Pss line", pid)
+	if !found {
+		return memUse{}, fmt.Errorf("/proc/%d/smaps_rollup: no Pss line", pid)
+	}
+	return m, nil
+}
+
+// memUse is a process's proportional set size and its anonymous part (KiB): the rest is
+// file pages (the binary, and for Loft the database pages SQLite maps), shared with the page
+// cache and reclaimable, which say nothing of what a session costs.
+type memUse struct {
+	PSS, Anon int64
 }
 
 // serverPSS sums the PSS (KiB) of the server's processes: the process pid itself when comm
 // is empty (Loft: one process), else every process of pid's tree whose command name is comm
 // (Dovecot: its "imap" processes, one per session). It also returns how many were summed.
-func serverPSS(pid int, comm string) (kb int64, procs int, err error) {
+func serverPSS(pid int, comm string) (kb memUse, procs int, err error) {
 	if comm == "" {
 		kb, err = pss(pid)
 		return kb, 1, err
 	}
 	tree, err := processTree(pid)
 	if err != nil {
-		return 0, 0, err
+		return memUse{}, 0, err
 	}
 	for _, p := range tree {
 		if p.comm != comm {
@@ -179,7 +201,8 @@ func serverPSS(pid int, comm string) (kb int64, procs int, err error) {
 		if err != nil {
 			continue // the session ended meanwhile
 		}
-		kb += n
+		kb.PSS += n.PSS
+		kb.Anon += n.Anon
 		procs++
 	}
 	return kb, procs, nil
