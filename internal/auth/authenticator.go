@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,7 +122,14 @@ type AuthenticatorOptions struct {
 	// needs (its cost is what hides which accounts exist). Fuzz tests set
 	// a cheap one.
 	DummyHash string
+	// ReleaseAfter is how long after the last argon2id computation of a
+	// burst its memory is given back to the kernel (see releaseMemory);
+	// DefaultReleaseAfter if 0, never if negative.
+	ReleaseAfter time.Duration
 }
+
+// DefaultReleaseAfter is AuthenticatorOptions.ReleaseAfter's default.
+const DefaultReleaseAfter = time.Second
 
 // Identity is who logged in.
 type Identity struct {
@@ -140,6 +148,9 @@ type Authenticator struct {
 	// verifyPassword is VerifyPassword; tests watch it.
 	verifyPassword func(hash, password string) (bool, error)
 	hashes         atomic.Uint64 // argon2id computations done
+	// freeOSMemory is debug.FreeOSMemory; tests watch it.
+	freeOSMemory func()
+	release      *time.Timer // under mu; nil until the first hash
 	// dummy is an argon2id hash no password matches, made on first need
 	// (it costs as much as a login).
 	dummyOnce sync.Once
@@ -186,6 +197,9 @@ func NewAuthenticator(opts AuthenticatorOptions) *Authenticator {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.ReleaseAfter == 0 {
+		opts.ReleaseAfter = DefaultReleaseAfter
+	}
 	key := make([]byte, 32)
 	rand.Read(key) // never fails (crypto/rand panics rather)
 	return &Authenticator{
@@ -195,6 +209,7 @@ func NewAuthenticator(opts AuthenticatorOptions) *Authenticator {
 		log:            opts.Logger,
 		hashing:        make(chan struct{}, opts.MaxHashing),
 		verifyPassword: VerifyPassword,
+		freeOSMemory:   debug.FreeOSMemory,
 		dummy:          opts.DummyHash,
 		key:            key,
 		cache:          make(map[[sha256.Size]byte]cacheEntry),
@@ -278,9 +293,43 @@ func (a *Authenticator) verify(ctx context.Context, hash, password string) (bool
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
-	defer func() { <-a.hashing }()
+	defer func() {
+		<-a.hashing
+		a.hashed()
+	}()
 	a.hashes.Add(1)
 	return a.verifyPassword(hash, password)
+}
+
+// hashed (re)arms the release of hashing memory after a computation: it
+// fires ReleaseAfter after the last one of a burst.
+func (a *Authenticator) hashed() {
+	if a.opts.ReleaseAfter < 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.release == nil {
+		a.release = time.AfterFunc(a.opts.ReleaseAfter, a.releaseMemory)
+	} else {
+		a.release.Reset(a.opts.ReleaseAfter)
+	}
+}
+
+// releaseMemory gives the memory of finished argon2id computations back
+// to the kernel. Each allocates 19 MiB; Go frees it at the next
+// collection but returns the pages to the kernel only slowly, and sizes
+// its next collection by the peak, so a burst of logins (a server's
+// start, when every client reconnects) left the process tens of
+// megabytes larger for minutes: 1,000 sessions in IDLE after 50 first
+// logins held 134 KB each instead of some 20 (docs/BENCHMARKS.md). One
+// forced collection after the burst is cheap beside the hashes that
+// caused it; while one is still running, its end re-arms the release.
+func (a *Authenticator) releaseMemory() {
+	if len(a.hashing) > 0 {
+		return
+	}
+	a.freeOSMemory()
 }
 
 // Failed counts a failed login that the protocol found itself (a PLAIN

@@ -364,3 +364,49 @@ func TestAuthenticatorSessionsPerAccountAndAddress(t *testing.T) {
 		t.Fatal("double release freed two places")
 	}
 }
+
+// TestAuthenticatorReleasesHashMemoryAfterBurst: once a burst of argon2id
+// computations is over (none for ReleaseAfter), their memory goes back to
+// the kernel, once for the burst; never while one still runs.
+func TestAuthenticatorReleasesHashMemoryAfterBurst(t *testing.T) {
+	accts := &fakeAccounts{}
+	accts.add(t, "alice@x", "pw", false)
+	const after = 100 * time.Millisecond
+	a, _ := countingAuthenticator(accts, AuthenticatorOptions{MaxHashing: 2, CacheTTL: -1, ReleaseAfter: after})
+	var running atomic.Int64
+	var lastEnd atomic.Int64 // unix nanoseconds
+	a.verifyPassword = func(hash, password string) (bool, error) {
+		running.Add(1)
+		time.Sleep(10 * time.Millisecond)
+		running.Add(-1)
+		lastEnd.Store(time.Now().UnixNano())
+		return true, nil
+	}
+	released := make(chan time.Time, 10)
+	a.freeOSMemory = func() {
+		if running.Load() != 0 {
+			t.Error("memory released while a hash runs")
+		}
+		released <- time.Now()
+	}
+	for round := range 2 {
+		var wg sync.WaitGroup
+		for range 6 {
+			wg.Go(func() { a.CheckPassword(context.Background(), ipA, "alice@x", "pw") })
+		}
+		wg.Wait()
+		select {
+		case at := <-released:
+			if gap := at.Sub(time.Unix(0, lastEnd.Load())); gap < after {
+				t.Errorf("round %d: released %v after the last hash, want at least %v", round, gap, after)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: memory not released", round)
+		}
+		select {
+		case <-released:
+			t.Fatalf("round %d: released twice for one burst", round)
+		case <-time.After(3 * after):
+		}
+	}
+}
