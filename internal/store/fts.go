@@ -415,11 +415,7 @@ func (s *Store) SearchText(ctx context.Context, accountID, mailboxID int64, fiel
 	if len(cands) == 0 {
 		return res, nil
 	}
-	if narrow && field != TextHeader && trigramExact(text) {
-		for _, c := range cands {
-			res.Matches = append(res.Matches, c.uid)
-		}
-	} else if err := s.confirmText(ctx, tx, res, cands, text, cond); err != nil {
+	if err := s.matchCandidates(ctx, tx, res, cands, narrow && field != TextHeader && trigramExact(text), text, cond); err != nil {
 		return nil, err
 	}
 	// Pairs outlive their messages: keep those still in the mailbox.
@@ -453,6 +449,19 @@ func ftsPhrase(col, text string) string {
 		return phrase
 	}
 	return col + ` : ` + phrase
+}
+
+// matchCandidates appends to res the UIDs of the candidates that match:
+// all of them when the trigram MATCH was exact, else those confirmText
+// keeps.
+func (s *Store) matchCandidates(ctx context.Context, q queryer, res *SearchTextResult, cands []bodyUID, exact bool, text, cond string) error {
+	if !exact {
+		return s.confirmText(ctx, q, res, cands, text, cond)
+	}
+	for _, c := range cands {
+		res.Matches = append(res.Matches, c.uid)
+	}
+	return nil
 }
 
 // confirmText keeps the candidates whose stored text satisfies cond (for
@@ -601,11 +610,7 @@ func (s *Store) searchTextJoined(ctx context.Context, q queryer, res *SearchText
 		}
 	}
 	slices.SortFunc(cands, compareBodyUID)
-	if narrow && field != TextHeader && trigramExact(text) {
-		for _, c := range cands {
-			res.Matches = append(res.Matches, c.uid)
-		}
-	} else if err := s.confirmText(ctx, q, res, cands, text, cond); err != nil {
+	if err := s.matchCandidates(ctx, q, res, cands, narrow && field != TextHeader && trigramExact(text), text, cond); err != nil {
 		return nil, err
 	}
 	slices.Sort(res.Matches)
