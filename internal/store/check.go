@@ -228,6 +228,12 @@ const mailboxCounts = `(SELECT count(*) FROM messages m WHERE m.mailbox_id = b.i
 	(SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id AND m.flags & 1 = 0),
 	(SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id AND m.flags & 8 != 0)`
 
+// messageBodyMismatch selects (after the columns) the messages whose
+// body_id and sent differ from what their body's body_index row says.
+const messageBodyMismatch = `FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts a ON a.id = b.account_id
+	LEFT JOIN body_index i ON i.blob = m.blob
+	WHERE m.body_id IS NOT i.id OR m.sent IS NOT CASE WHEN i.id IS NULL THEN NULL ELSE coalesce(i.sent, m.internal_date) END`
+
 // checkMailboxes checks UIDs and modseqs against each mailbox's UIDNEXT
 // and HIGHESTMODSEQ (RFC 9051 §2.3.1.1: UIDs strictly ascend and are never
 // reused; RFC 7162 §3.1.1: no modseq above HIGHESTMODSEQ), also for the
@@ -300,6 +306,24 @@ func checkMailboxes(ctx context.Context, tx *sql.Tx, f *findings) error {
 		if kept != real {
 			f.problem("account %s, mailbox %q: counts (messages, size, unseen, deleted) are %v, but its messages give %v", addr, name, kept, real)
 		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// Each message's body row and sent date (migration 8's triggers).
+	rows, err = tx.QueryContext(ctx, `SELECT a.address, b.name, m.uid `+messageBodyMismatch+` ORDER BY a.address, b.name, m.uid`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var addr, name string
+		var uid int64
+		if err := rows.Scan(&addr, &name, &uid); err != nil {
+			rows.Close()
+			return err
+		}
+		f.problem("account %s, mailbox %q, uid %d: its body index row or sent date differs from its body's", addr, name, uid)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {

@@ -567,11 +567,13 @@ func (s *Store) searchTextJoined(ctx context.Context, q queryer, res *SearchText
 			AND EXISTS (SELECT 1 FROM mailboxes b WHERE b.id = m.mailbox_id AND b.account_id = ?)`,
 			string(list), mailboxID, accountID)
 	} else {
-		// Only body_index's (blob, id) index, not its rows: a body's
-		// index id without text rows (indexed != 1) is no candidate, nor
-		// found in body_fts when confirming. The account is checked once.
-		rows, err = q.QueryContext(ctx, `SELECT m.uid, i.id FROM messages m JOIN body_index i ON i.blob = m.blob
-			WHERE m.mailbox_id = ?1 AND EXISTS (SELECT 1 FROM mailboxes b WHERE b.id = ?1 AND b.account_id = ?2)
+		// The message rows' body_id (migration 8), not body_index: a
+		// body's index id without text rows (indexed != 1) is no
+		// candidate, nor found in body_fts when confirming. The account
+		// is checked once.
+		rows, err = q.QueryContext(ctx, `SELECT m.uid, m.body_id FROM messages m
+			WHERE m.mailbox_id = ?1 AND m.body_id IS NOT NULL
+			AND EXISTS (SELECT 1 FROM mailboxes b WHERE b.id = ?1 AND b.account_id = ?2)
 			ORDER BY m.uid`, mailboxID, accountID)
 	}
 	if err != nil {
@@ -734,9 +736,13 @@ const (
 func (s *Store) loadSortInfo(ctx context.Context, accountID, mailboxID int64, after uint32, keys SortKeys) ([]SortInfo, error) {
 	// The blob only for a body without index rows: the others do not
 	// need the 64 characters of its name.
-	cols := `m.uid, m.internal_date, m.size, CASE WHEN i.id IS NULL THEN m.blob END, i.id, i.sent`
+	// The dates are the message row's own (migration 8); the strings are
+	// body_index's, reached by its integer key.
+	cols := `m.uid, m.internal_date, m.size, CASE WHEN m.body_id IS NULL THEN m.blob END, m.body_id, m.sent`
+	tables := `messages m`
 	if keys == SortAll {
 		cols += `, i.subject, i.reply, i.from_addr, i.to_addr, i.cc_addr, i.display_from, i.display_to, i.message_id, i.refs`
+		tables += ` LEFT JOIN body_index i ON i.id = m.body_id`
 	}
 	// Sized once: a SortInfo is some 200 bytes, and growing a slice of
 	// 100,000 by doubling copied and allocated 100 MB more.
@@ -746,7 +752,7 @@ func (s *Store) loadSortInfo(ctx context.Context, accountID, mailboxID int64, af
 	}
 	// The account is checked once, not joined with each message.
 	rows, err := s.db.QueryContext(ctx, `SELECT `+cols+`
-		FROM messages m LEFT JOIN body_index i ON i.blob = m.blob
+		FROM `+tables+`
 		WHERE m.mailbox_id = ?1 AND m.uid > ?3 AND EXISTS (SELECT 1 FROM mailboxes b WHERE b.id = ?1 AND b.account_id = ?2)
 		ORDER BY m.uid`, mailboxID, accountID, after)
 	if err != nil {
@@ -798,7 +804,7 @@ func (s *Store) loadSortInfo(ctx context.Context, accountID, mailboxID int64, af
 
 // addSortStrings returns a copy of keys, loaded with SortDates, with
 // the other keys added from body_index by id: cheaper than loading them
-// all again, which looks each body up by its name. ok is false if a body's
+// all again with the messages. ok is false if a body's
 // rows changed meanwhile (a reindex gives them a new id); then the caller
 // loads them all.
 func (s *Store) addSortStrings(ctx context.Context, keys []SortInfo) (out []SortInfo, ok bool, err error) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -306,4 +307,71 @@ func TestSearchTextExactWithoutConfirming(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestMessageRowsFollowBodyIndex: each message row carries its body's
+// index row id and sent date (migration 8) through delivery, COPY, a
+// reindex (new row ids) and a body stored without index rows, and the
+// dates-only sort keys come from the rows alone.
+func TestMessageRowsFollowBodyIndex(t *testing.T) {
+	s := openTest(t, Unlimited)
+	ctx := context.Background()
+	a := addAccount(t, s, "a@example.org", nil)
+	deliver(t, s, "Date: Tue, 1 Jul 2003 10:52:37 +0200\r\nSubject: dated\r\n\r\nx\r\n", "a@example.org")
+	deliver(t, s, "Subject: undated\r\n\r\ny\r\n", "a@example.org")
+	in := inbox(t, s, a)
+	if _, err := s.CopyMessages(ctx, a.ID, in.ID, []uint32{1}, "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		bodyID, sent sql.NullInt64
+		date         int64
+	}
+	rowOf := func(mailbox int64, uid uint32) row {
+		t.Helper()
+		var r row
+		if err := s.db.QueryRow(`SELECT body_id, sent, internal_date FROM messages WHERE mailbox_id = ? AND uid = ?`,
+			mailbox, uid).Scan(&r.bodyID, &r.sent, &r.date); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	arch, err := s.Mailbox(ctx, a.ID, "Archive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dated = 1057049557 // 2003-07-01 08:52:37 UTC
+	r1, r2, rc := rowOf(in.ID, 1), rowOf(in.ID, 2), rowOf(arch.ID, 1)
+	if !r1.bodyID.Valid || r1.sent.Int64 != dated || r2.sent.Int64 != r2.date || rc != r1 {
+		t.Fatalf("rows %+v %+v, copy %+v", r1, r2, rc)
+	}
+	keys, err := s.SortInfo(ctx, a.ID, in.ID, SortDates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[0].Sent != dated || keys[1].Sent != r2.date || keys[0].bodyID != r1.bodyID.Int64 {
+		t.Fatalf("sort keys %+v", keys)
+	}
+	if _, err := s.Reindex(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	var id int64
+	if err := s.db.QueryRow(`SELECT i.id FROM body_index i JOIN messages m ON m.blob = i.blob WHERE m.mailbox_id = ? AND m.uid = 1`,
+		in.ID).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if r := rowOf(in.ID, 1); id == r1.bodyID.Int64 || r.bodyID.Int64 != id || r.sent.Int64 != dated || rowOf(arch.ID, 1).bodyID.Int64 != id {
+		t.Fatalf("after reindex: body row %d, message rows %+v %+v", id, r, rowOf(arch.ID, 1))
+	}
+	// A body without index rows (stored before they existed): NULL, and
+	// its keys come from its file.
+	mustExec(t, s.db, `DELETE FROM body_index WHERE id = ?`, id)
+	if r := rowOf(in.ID, 1); r.bodyID.Valid || r.sent.Valid {
+		t.Fatalf("without index rows: %+v", r)
+	}
+	s.sorts = newSortCache()
+	if keys, err = s.SortInfo(ctx, a.ID, in.ID, SortAll); err != nil || keys[0].Sent != dated || keys[0].Subject != "DATED" {
+		t.Fatalf("keys from the file: %+v, %v", keys, err)
+	}
+	checkClean(t, s)
 }

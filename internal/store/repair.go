@@ -500,7 +500,10 @@ func (s *Store) repairCounters(ctx context.Context, _ *findings, _ CheckOptions,
 			}
 			lines = append(lines, x.line)
 		}
-		return repairMailboxCounts(t, &lines)
+		if err := repairMailboxCounts(t, &lines); err != nil {
+			return err
+		}
+		return repairMessageBodies(t, &lines)
 	})
 	rep.Repairs = append(rep.Repairs, lines...)
 	return err
@@ -541,6 +544,42 @@ func repairMailboxCounts(t *txn, lines *[]string) error {
 	for _, x := range fixes {
 		if _, err := t.exec(`UPDATE mailboxes SET messages = ?, size = ?, unseen = ?, deleted = ? WHERE id = ?`,
 			x.real[0], x.real[1], x.real[2], x.real[3], x.id); err != nil {
+			return err
+		}
+		*lines = append(*lines, x.line)
+	}
+	return nil
+}
+
+// repairMessageBodies sets the body_id and sent of messages whose columns
+// differ from their body's index row, in repairCounters' transaction.
+func repairMessageBodies(t *txn, lines *[]string) error {
+	rows, err := t.query(`SELECT m.id, a.address, b.name, m.uid ` + messageBodyMismatch)
+	if err != nil {
+		return err
+	}
+	type fix struct {
+		id   int64
+		line string
+	}
+	var fixes []fix
+	for rows.Next() {
+		var id, uid int64
+		var addr, name string
+		if err := rows.Scan(&id, &addr, &name, &uid); err != nil {
+			rows.Close()
+			return err
+		}
+		fixes = append(fixes, fix{id, fmt.Sprintf("account %s, mailbox %q, uid %d: body index row and sent date set from its body's", addr, name, uid)})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, x := range fixes {
+		if _, err := t.exec(`UPDATE messages SET (body_id, sent) =
+			(SELECT i.id, coalesce(i.sent, messages.internal_date) FROM body_index i WHERE i.blob = messages.blob)
+			WHERE id = ?`, x.id); err != nil {
 			return err
 		}
 		*lines = append(*lines, x.line)

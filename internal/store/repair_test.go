@@ -212,6 +212,15 @@ func TestCheckFindsAndRepairFixesInjectedFaults(t *testing.T) {
 			wantRepair:  "message count 300 to 2",
 		},
 		{
+			name: "wrong sent date",
+			inject: func(t *testing.T, fx *fixture) []string {
+				mustExec(t, fx.db, `UPDATE messages SET sent = 7 WHERE blob = ?`, fx.blobOf(t, fx.bob, 2))
+				return nil
+			},
+			wantProblem: `account bob@example.org, mailbox "INBOX", uid 2: its body index row or sent date differs`,
+			wantRepair:  `account bob@example.org, mailbox "INBOX", uid 2: body index row and sent date set`,
+		},
+		{
 			name: "wrong mailbox counts",
 			inject: func(t *testing.T, fx *fixture) []string {
 				mustExec(t, fx.db, `UPDATE mailboxes SET unseen = 7, size = size + 3 WHERE account_id = ? AND name = 'INBOX'`, fx.alice.ID)

@@ -168,6 +168,35 @@ BEGIN
 	WHERE id = NEW.mailbox_id;
 END;
 `,
+	// 8: each message's body_index row and sent date (RFC 5256 §2.2: the
+	// Date: field, else the internal date) in its own row, so that SORT
+	// by date reads the mailbox's messages alone, and THREAD and SEARCH
+	// TEXT reach body_index by its integer key, not by the body's name
+	// (the first SORT (DATE) of 100,000 messages after a restart took
+	// 321 ms against Dovecot's 76, most of it that join). NULL: the body
+	// has no index row (stored before migration 5, until `loft reindex`).
+	// Triggers keep both, whichever path inserts a message or (re)indexes
+	// a body, so a reindex's new row ids reach the messages at once.
+	`
+ALTER TABLE messages ADD COLUMN body_id INTEGER;
+ALTER TABLE messages ADD COLUMN sent INTEGER;
+UPDATE messages SET (body_id, sent) =
+	(SELECT i.id, coalesce(i.sent, messages.internal_date) FROM body_index i WHERE i.blob = messages.blob);
+CREATE TRIGGER messages_body_id AFTER INSERT ON messages WHEN NEW.body_id IS NULL
+BEGIN
+	UPDATE messages SET (body_id, sent) =
+		(SELECT i.id, coalesce(i.sent, NEW.internal_date) FROM body_index i WHERE i.blob = NEW.blob)
+	WHERE id = NEW.id;
+END;
+CREATE TRIGGER body_index_messages AFTER INSERT ON body_index
+BEGIN
+	UPDATE messages SET body_id = NEW.id, sent = coalesce(NEW.sent, internal_date) WHERE blob = NEW.blob;
+END;
+CREATE TRIGGER body_index_unmessages AFTER DELETE ON body_index
+BEGIN
+	UPDATE messages SET body_id = NULL, sent = NULL WHERE blob = OLD.blob AND body_id = OLD.id;
+END;
+`,
 }
 
 // migrate brings the schema to the newest version.

@@ -148,7 +148,7 @@ func (s *Store) coverageOf(ctx context.Context, q queryer, accountID, mailboxID,
 			return nil, err
 		}
 		rows, err := q.QueryContext(ctx, `SELECT m.uid, i.id, i.id IS NOT NULL AND i.indexed = 1
-			FROM messages m LEFT JOIN body_index i ON i.blob = m.blob
+			FROM messages m LEFT JOIN body_index i ON i.id = m.body_id
 			WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?)) ORDER BY m.uid`, mailboxID, string(list))
 		if err == nil {
 			err = scan(rows, false)
@@ -158,7 +158,7 @@ func (s *Store) coverageOf(ctx context.Context, q queryer, accountID, mailboxID,
 		}
 	}
 	rows, err := q.QueryContext(ctx, `SELECT m.uid, i.id, i.id IS NOT NULL AND i.indexed = 1
-		FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id LEFT JOIN body_index i ON i.blob = m.blob
+		FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id LEFT JOIN body_index i ON i.id = m.body_id
 		WHERE m.mailbox_id = ? AND b.account_id = ? AND m.uid > ? ORDER BY m.uid`, mailboxID, accountID, e.checked)
 	if err == nil {
 		err = scan(rows, true)
